@@ -1,0 +1,173 @@
+//! The cause taxonomy: stable codes, their typical status and a hint.
+
+/// Why an upstream attempt failed, or why nginx answered what it answered.
+///
+/// The codes are a public contract (SPEC §2): a code never changes meaning
+/// once released, and new causes are only ever appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Cause {
+    ConnectRefused = 1,
+    ConnectUnreachable,
+    ConnectError,
+    ConnectTimeout,
+    TlsHandshakeFailed,
+    TlsVerifyFailed,
+    SendFailed,
+    SendTimeout,
+    UpstreamPrematurelyClosed,
+    UpstreamReset,
+    ReadTimeout,
+    InvalidHeader,
+    HeaderTooBig,
+    NoLiveUpstreams,
+    ResolveFailed,
+    ViaUpstream,
+    ResponseTruncated,
+    ClientClosed,
+}
+
+impl Cause {
+    /// Every cause, in declaration order.
+    pub const ALL: [Cause; 18] = [
+        Cause::ConnectRefused,
+        Cause::ConnectUnreachable,
+        Cause::ConnectError,
+        Cause::ConnectTimeout,
+        Cause::TlsHandshakeFailed,
+        Cause::TlsVerifyFailed,
+        Cause::SendFailed,
+        Cause::SendTimeout,
+        Cause::UpstreamPrematurelyClosed,
+        Cause::UpstreamReset,
+        Cause::ReadTimeout,
+        Cause::InvalidHeader,
+        Cause::HeaderTooBig,
+        Cause::NoLiveUpstreams,
+        Cause::ResolveFailed,
+        Cause::ViaUpstream,
+        Cause::ResponseTruncated,
+        Cause::ClientClosed,
+    ];
+
+    /// The stable snake_case code.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Cause::ConnectRefused => "connect_refused",
+            Cause::ConnectUnreachable => "connect_unreachable",
+            Cause::ConnectError => "connect_error",
+            Cause::ConnectTimeout => "connect_timeout",
+            Cause::TlsHandshakeFailed => "tls_handshake_failed",
+            Cause::TlsVerifyFailed => "tls_verify_failed",
+            Cause::SendFailed => "send_failed",
+            Cause::SendTimeout => "send_timeout",
+            Cause::UpstreamPrematurelyClosed => "upstream_prematurely_closed",
+            Cause::UpstreamReset => "upstream_reset",
+            Cause::ReadTimeout => "read_timeout",
+            Cause::InvalidHeader => "invalid_header",
+            Cause::HeaderTooBig => "header_too_big",
+            Cause::NoLiveUpstreams => "no_live_upstreams",
+            Cause::ResolveFailed => "resolve_failed",
+            Cause::ViaUpstream => "via_upstream",
+            Cause::ResponseTruncated => "response_truncated",
+            Cause::ClientClosed => "client_closed",
+        }
+    }
+
+    /// The status nginx typically answers with for this cause; `None` when
+    /// it depends on what the upstream sent (`via_upstream`,
+    /// `response_truncated`).
+    pub const fn default_status(self) -> Option<u16> {
+        match self {
+            Cause::ConnectTimeout | Cause::SendTimeout | Cause::ReadTimeout => Some(504),
+            Cause::ViaUpstream | Cause::ResponseTruncated => None,
+            Cause::ClientClosed => Some(499),
+            _ => Some(502),
+        }
+    }
+
+    /// Whether nginx itself produced the response because of this cause
+    /// (a gateway failure), as opposed to passing on what the upstream sent.
+    pub const fn is_gateway_failure(self) -> bool {
+        !matches!(self, Cause::ViaUpstream)
+    }
+
+    /// One sentence: what usually causes it and where to look next.
+    pub const fn hint(self) -> &'static str {
+        match self {
+            Cause::ConnectRefused => {
+                "nothing listens on the upstream port: the backend process is down or restarting"
+            }
+            Cause::ConnectUnreachable => {
+                "no route to the upstream host: the host or its network is gone, or the address is stale"
+            }
+            Cause::ConnectError => {
+                "the connect failed on the nginx side (local address, file descriptors, proxy_bind): see the errno"
+            }
+            Cause::ConnectTimeout => {
+                "no TCP handshake within the connect timeout: the host is overloaded, its accept queue is full, or SYNs are dropped"
+            }
+            Cause::TlsHandshakeFailed => {
+                "the TLS handshake failed: the upstream does not speak TLS on that port or shares no protocol or cipher"
+            }
+            Cause::TlsVerifyFailed => {
+                "the upstream certificate did not verify: check the trusted certificate, the expected name and the expiry"
+            }
+            Cause::SendFailed => {
+                "the connection broke while sending the request: the upstream crashed mid-request or refuses the body"
+            }
+            Cause::SendTimeout => {
+                "the upstream stopped reading the request within the send timeout: it is stuck or overloaded"
+            }
+            Cause::UpstreamPrematurelyClosed => {
+                "the upstream closed the connection without answering: its request handler crashed or panicked (see its log)"
+            }
+            Cause::UpstreamReset => {
+                "the upstream reset the connection without answering: it crashed, or something in between killed the connection"
+            }
+            Cause::ReadTimeout => {
+                "the upstream took the request but sent no response header within the read timeout: a slow or stuck handler"
+            }
+            Cause::InvalidHeader => {
+                "the upstream answered with a response that is not valid for the protocol: wrong port or protocol, or a broken backend"
+            }
+            Cause::HeaderTooBig => {
+                "the upstream response header does not fit the buffer size: raise the buffer or shrink the headers"
+            }
+            Cause::NoLiveUpstreams => {
+                "every server of the upstream group is marked failed or down: see the earlier failures, max_fails and fail_timeout"
+            }
+            Cause::ResolveFailed => {
+                "the upstream host name could not be resolved: check the resolver directive and DNS"
+            }
+            Cause::ViaUpstream => "the upstream itself answered this status: see the backend's own log",
+            Cause::ResponseTruncated => {
+                "the upstream closed or failed after the response had started: the client got a truncated body"
+            }
+            Cause::ClientClosed => {
+                "the client went away before the upstream answered: its timeout is shorter than the upstream's response time"
+            }
+        }
+    }
+
+    /// The cause for a code, if it is one of ours.
+    pub fn from_code(code: &str) -> Option<Cause> {
+        Cause::ALL.iter().copied().find(|c| c.code() == code)
+    }
+
+    /// Compact numeric form, for storage in fixed-size records.
+    pub const fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Inverse of [`Cause::to_u8`].
+    pub fn from_u8(v: u8) -> Option<Cause> {
+        Cause::ALL.iter().copied().find(|c| *c as u8 == v)
+    }
+}
+
+impl core::fmt::Display for Cause {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.code())
+    }
+}

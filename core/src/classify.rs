@@ -1,0 +1,447 @@
+//! What was seen of one upstream attempt, and the cause it leads to.
+
+use crate::cause::Cause;
+use crate::text::{Message, MessageKind, Phase};
+
+/// How an attempt ended, as the balancer saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum End {
+    /// Still running, or never ended through the balancer.
+    #[default]
+    Open,
+    /// `peer.free` with `NGX_PEER_FAILED`: nginx counts it as a failure
+    /// (and may retry).
+    Failed,
+    /// `peer.free` with state 0: the request was finalized on this attempt.
+    Finalized,
+    /// `peer.get` answered `NGX_BUSY`: no live peer to try.
+    NoLivePeer,
+}
+
+/// Everything the shell observed of one attempt. Flags are snapshots taken
+/// in `peer.free` before the inner balancer runs; `message` is the first
+/// upstream error line nginx logged for the attempt, parsed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    pub end: End,
+    /// The attempt had a connection object (`pc->connection`).
+    pub connection: bool,
+    /// TCP (and TLS) were established and sending started
+    /// (`u->state->connect_time` was set).
+    pub connected: bool,
+    /// TLS was started on the connection (`c->ssl`).
+    pub ssl: bool,
+    /// The TLS handshake completed.
+    pub ssl_handshaked: bool,
+    pub read_eof: bool,
+    pub read_error: bool,
+    pub read_timedout: bool,
+    pub write_error: bool,
+    pub write_timedout: bool,
+    /// The whole request was sent (`u->request_sent`).
+    pub request_sent: bool,
+    /// A complete response header was received (`header_time` set).
+    pub header_received: bool,
+    /// Bytes of response header received so far.
+    pub header_bytes: u32,
+    /// The header buffer was full (`last == end`).
+    pub buffer_full: bool,
+    /// The connection came from the keepalive cache.
+    pub reused: bool,
+    /// The response header had already been sent to the client.
+    pub header_sent: bool,
+    /// The client connection had failed (`r->connection->error`).
+    pub client_error: bool,
+    /// The status nginx recorded for this attempt (`u->state->status`), 0 if none.
+    pub status: u16,
+    /// The first upstream error line of the attempt, parsed.
+    pub message: Option<Message>,
+}
+
+impl Observation {
+    fn kind(&self) -> MessageKind {
+        self.message.map_or(MessageKind::Other, |m| m.kind)
+    }
+
+    fn errno(&self) -> Option<u16> {
+        self.message.and_then(|m| m.errno)
+    }
+
+    fn phase(&self) -> Option<Phase> {
+        self.message.and_then(|m| m.phase)
+    }
+}
+
+const ECONNREFUSED: u16 = 111;
+const ENETUNREACH: u16 = 101;
+const EHOSTUNREACH: u16 = 113;
+const EHOSTDOWN: u16 = 112;
+
+fn connect_cause(errno: Option<u16>) -> Cause {
+    match errno {
+        Some(ECONNREFUSED) => Cause::ConnectRefused,
+        Some(ENETUNREACH | EHOSTUNREACH | EHOSTDOWN) => Cause::ConnectUnreachable,
+        _ => Cause::ConnectError,
+    }
+}
+
+/// The cause of one attempt, or `None` when the attempt did not fail
+/// (the upstream answered a non-error status, or the attempt is still open).
+///
+/// Flags decide first; the log text refines (errno, TLS, header errors),
+/// and is the only source for the errno of an asynchronous connect failure.
+pub fn classify(o: &Observation) -> Option<Cause> {
+    let cause = classify_inner(o);
+    tracing::debug!(?cause, end = ?o.end, kind = ?o.kind(), errno = ?o.errno(), "upstream_cause: classified attempt");
+    cause
+}
+
+fn classify_inner(o: &Observation) -> Option<Cause> {
+    let kind = o.kind();
+
+    if o.end == End::NoLivePeer || kind == MessageKind::NoLiveUpstreams {
+        return Some(Cause::NoLiveUpstreams);
+    }
+    if kind == MessageKind::ResolveFailed {
+        return Some(Cause::ResolveFailed);
+    }
+
+    // The upstream's own response was received: it is either a pass-through
+    // (or next_upstream on http_5xx), or it broke after the header was sent.
+    if o.header_received {
+        if o.header_sent && body_failed(o) {
+            return Some(Cause::ResponseTruncated);
+        }
+        if o.client_error || kind == MessageKind::ClientClosed {
+            return Some(Cause::ClientClosed);
+        }
+        return (o.status >= 500 || (o.end == End::Failed && o.status == 0)).then_some(Cause::ViaUpstream);
+    }
+
+    if o.end == End::Finalized && (o.client_error || kind == MessageKind::ClientClosed) {
+        return Some(Cause::ClientClosed);
+    }
+
+    if o.end == End::Open {
+        return None;
+    }
+
+    // Timeouts: the flags are set before free; the text comes after.
+    if o.write_timedout || o.read_timedout || kind == MessageKind::TimedOut {
+        let phase = o.phase();
+        return Some(
+            if !o.connected && !matches!(phase, Some(Phase::SendRequest | Phase::ReadHeader)) {
+                Cause::ConnectTimeout
+            } else if o.write_timedout || phase == Some(Phase::SendRequest) {
+                if o.read_timedout || phase == Some(Phase::ReadHeader) {
+                    Cause::ReadTimeout
+                } else {
+                    Cause::SendTimeout
+                }
+            } else {
+                Cause::ReadTimeout
+            },
+        );
+    }
+
+    match kind {
+        MessageKind::ConnectFailed => return Some(connect_cause(o.errno())),
+        MessageKind::TlsVerify => return Some(Cause::TlsVerifyFailed),
+        MessageKind::TlsHandshake => return Some(Cause::TlsHandshakeFailed),
+        MessageKind::TooBigHeader => return Some(Cause::HeaderTooBig),
+        MessageKind::InvalidHeader => return Some(Cause::InvalidHeader),
+        _ => {}
+    }
+
+    if o.ssl && !o.ssl_handshaked && !o.connected {
+        return Some(Cause::TlsHandshakeFailed);
+    }
+
+    if o.write_error || (kind == MessageKind::SendFailed && !o.read_eof) {
+        return Some(Cause::SendFailed);
+    }
+
+    if o.read_error || kind == MessageKind::RecvFailed {
+        return Some(if o.errno() == Some(32) {
+            Cause::SendFailed
+        } else {
+            Cause::UpstreamReset
+        });
+    }
+    if o.read_eof || kind == MessageKind::PrematurelyClosed {
+        return Some(Cause::UpstreamPrematurelyClosed);
+    }
+
+    if o.buffer_full {
+        return Some(Cause::HeaderTooBig);
+    }
+
+    if o.end == End::Finalized {
+        // Finalized without a failure signal before a header: nginx gave up
+        // on its own (e.g. an internal error), nothing the upstream did.
+        return None;
+    }
+
+    // A failure with no flag and no recognised text.
+    Some(if !o.connected && o.phase().is_none_or(|p| p == Phase::Connect) {
+        connect_cause(o.errno())
+    } else if o.header_bytes > 0 {
+        Cause::InvalidHeader
+    } else {
+        Cause::UpstreamPrematurelyClosed
+    })
+}
+
+fn body_failed(o: &Observation) -> bool {
+    o.read_eof
+        || o.read_error
+        || o.read_timedout
+        || matches!(
+            o.kind(),
+            MessageKind::PrematurelyClosed
+                | MessageKind::RecvFailed
+                | MessageKind::TimedOut
+                | MessageKind::InvalidHeader
+        )
+}
+
+/// The final cause of a request: the cause of its last attempt, if that
+/// attempt's outcome made the response (`final_status` is what nginx sent).
+///
+/// An upstream's own error status passed through is `via_upstream`; a
+/// gateway failure is reported whatever status nginx ended up sending for it
+/// (502, 504, or 500 for a local connect error).
+pub fn final_cause(last: Option<Cause>, final_status: u16) -> Option<Cause> {
+    match last {
+        Some(Cause::ViaUpstream) if final_status < 500 => None,
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::parse_message;
+
+    fn msg(t: &str) -> Option<Message> {
+        Some(parse_message(t.as_bytes()))
+    }
+
+    fn failed() -> Observation {
+        Observation {
+            end: End::Failed,
+            connection: true,
+            ..Default::default()
+        }
+    }
+
+    /// One test case per row of SPEC §2, built the way nginx presents it.
+    #[test]
+    fn every_spec_row() {
+        let rows: Vec<(Observation, Cause)> = vec![
+            (
+                Observation { message: msg("connect() failed (111: Connection refused) while connecting to upstream"), ..failed() },
+                Cause::ConnectRefused,
+            ),
+            (
+                Observation {
+                    connection: false,
+                    message: msg("connect() to 127.0.0.1:1 failed (111: Connection refused) while connecting to upstream"),
+                    ..failed()
+                },
+                Cause::ConnectRefused,
+            ),
+            (
+                Observation { message: msg("connect() failed (113: No route to host) while connecting to upstream"), ..failed() },
+                Cause::ConnectUnreachable,
+            ),
+            (
+                Observation { message: msg("connect() to 10.0.0.1:80 failed (101: Network is unreachable) while connecting to upstream"), ..failed() },
+                Cause::ConnectUnreachable,
+            ),
+            (
+                Observation {
+                    connection: false,
+                    message: msg("connect() to 127.0.0.1:80 failed (99: Cannot assign requested address) while connecting to upstream"),
+                    ..failed()
+                },
+                Cause::ConnectError,
+            ),
+            (
+                Observation { write_timedout: true, message: msg("upstream timed out (110: Connection timed out) while connecting to upstream"), ..failed() },
+                Cause::ConnectTimeout,
+            ),
+            (
+                Observation { write_timedout: true, ssl: true, ..failed() },
+                Cause::ConnectTimeout,
+            ),
+            (
+                Observation { ssl: true, read_eof: true, message: msg("SSL_do_handshake() failed (SSL: error:0A00010B:SSL routines::wrong version number) while SSL handshaking to upstream"), ..failed() },
+                Cause::TlsHandshakeFailed,
+            ),
+            (
+                Observation { ssl: true, read_eof: true, ..failed() },
+                Cause::TlsHandshakeFailed,
+            ),
+            (
+                Observation { ssl: true, ssl_handshaked: true, message: msg("upstream SSL certificate verify error: (18:self-signed certificate) while SSL handshaking to upstream"), ..failed() },
+                Cause::TlsVerifyFailed,
+            ),
+            (
+                Observation { connected: true, write_error: true, message: msg("writev() failed (32: Broken pipe) while sending request to upstream"), ..failed() },
+                Cause::SendFailed,
+            ),
+            (
+                Observation { connected: true, message: msg("writev() failed (104: Connection reset by peer) while sending request to upstream"), ..failed() },
+                Cause::SendFailed,
+            ),
+            (
+                Observation { connected: true, write_timedout: true, message: msg("upstream timed out (110: Connection timed out) while sending request to upstream"), ..failed() },
+                Cause::SendTimeout,
+            ),
+            (
+                Observation { connected: true, request_sent: true, read_eof: true, message: msg("upstream prematurely closed connection while reading response header from upstream"), ..failed() },
+                Cause::UpstreamPrematurelyClosed,
+            ),
+            (
+                Observation { connected: true, request_sent: true, read_eof: true, header_bytes: 7, ..failed() },
+                Cause::UpstreamPrematurelyClosed,
+            ),
+            (
+                Observation { connected: true, request_sent: true, read_error: true, message: msg("recv() failed (104: Connection reset by peer) while reading response header from upstream"), ..failed() },
+                Cause::UpstreamReset,
+            ),
+            (
+                Observation { connected: true, request_sent: true, read_timedout: true, message: msg("upstream timed out (110: Connection timed out) while reading response header from upstream"), ..failed() },
+                Cause::ReadTimeout,
+            ),
+            (
+                Observation { connected: true, request_sent: true, header_bytes: 20, message: msg("upstream sent invalid header: \"X\\x01...\" while reading response header from upstream"), ..failed() },
+                Cause::InvalidHeader,
+            ),
+            (
+                Observation { connected: true, request_sent: true, header_bytes: 20, message: msg("upstream sent no valid HTTP/1.0 header while reading response header from upstream"), ..failed() },
+                Cause::InvalidHeader,
+            ),
+            (
+                Observation { connected: true, request_sent: true, header_bytes: 4096, buffer_full: true, message: msg("upstream sent too big header while reading response header from upstream"), ..failed() },
+                Cause::HeaderTooBig,
+            ),
+            (
+                Observation { connected: true, request_sent: true, header_bytes: 4096, buffer_full: true, ..failed() },
+                Cause::HeaderTooBig,
+            ),
+            (Observation { end: End::NoLivePeer, ..Default::default() }, Cause::NoLiveUpstreams),
+            (
+                Observation { end: End::Open, message: msg("backend.test could not be resolved (3: Host not found)"), ..Default::default() },
+                Cause::ResolveFailed,
+            ),
+            (
+                Observation { end: End::Open, message: msg("no resolver defined to resolve backend.test"), ..Default::default() },
+                Cause::ResolveFailed,
+            ),
+            (
+                Observation { end: End::Finalized, connected: true, header_received: true, status: 502, ..Default::default() },
+                Cause::ViaUpstream,
+            ),
+            (
+                Observation { end: End::Failed, connected: true, header_received: true, status: 0, ..Default::default() },
+                Cause::ViaUpstream,
+            ),
+            (
+                Observation {
+                    end: End::Finalized,
+                    connected: true,
+                    header_received: true,
+                    header_sent: true,
+                    read_eof: true,
+                    status: 200,
+                    message: msg("upstream prematurely closed connection while reading upstream"),
+                    ..Default::default()
+                },
+                Cause::ResponseTruncated,
+            ),
+            (
+                Observation { end: End::Finalized, connected: true, request_sent: true, client_error: true, ..Default::default() },
+                Cause::ClientClosed,
+            ),
+            (
+                Observation { end: End::Finalized, connected: true, message: msg("client prematurely closed connection while reading upstream"), ..Default::default() },
+                Cause::ClientClosed,
+            ),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, (o, want)) in rows.iter().enumerate() {
+            assert_eq!(classify(o), Some(*want), "row {i}: {o:?}");
+            seen.insert(*want);
+        }
+        assert_eq!(seen.len(), Cause::ALL.len(), "every cause has a row");
+    }
+
+    #[test]
+    fn successes_are_not_failures() {
+        let ok = Observation {
+            end: End::Finalized,
+            connected: true,
+            request_sent: true,
+            header_received: true,
+            status: 200,
+            ..Default::default()
+        };
+        assert_eq!(classify(&ok), None);
+        let not_found = Observation { status: 404, ..ok };
+        assert_eq!(classify(&not_found), None);
+        assert_eq!(classify(&Observation::default()), None);
+        // finalized before any header and without any failure signal: not ours
+        let internal = Observation {
+            end: End::Finalized,
+            connected: true,
+            ..Default::default()
+        };
+        assert_eq!(classify(&internal), None);
+    }
+
+    #[test]
+    fn flags_win_over_missing_text() {
+        // The async connect error's errno is only in the text; without it
+        // the attempt still counts as a connect failure.
+        assert_eq!(classify(&failed()), Some(Cause::ConnectError));
+        // read timeout text arrives after free: flags alone decide
+        let o = Observation {
+            connected: true,
+            request_sent: true,
+            read_timedout: true,
+            ..failed()
+        };
+        assert_eq!(classify(&o), Some(Cause::ReadTimeout));
+        let o = Observation {
+            connected: true,
+            read_error: true,
+            ..failed()
+        };
+        assert_eq!(classify(&o), Some(Cause::UpstreamReset));
+        let o = Observation {
+            connected: true,
+            header_bytes: 3,
+            ..failed()
+        };
+        assert_eq!(classify(&o), Some(Cause::InvalidHeader));
+        let o = Observation {
+            connected: true,
+            ..failed()
+        };
+        assert_eq!(classify(&o), Some(Cause::UpstreamPrematurelyClosed));
+    }
+
+    #[test]
+    fn final_cause_of_a_request() {
+        assert_eq!(
+            final_cause(Some(Cause::ConnectRefused), 502),
+            Some(Cause::ConnectRefused)
+        );
+        assert_eq!(final_cause(Some(Cause::ConnectError), 500), Some(Cause::ConnectError));
+        assert_eq!(final_cause(Some(Cause::ViaUpstream), 502), Some(Cause::ViaUpstream));
+        assert_eq!(final_cause(Some(Cause::ViaUpstream), 200), None);
+        assert_eq!(final_cause(None, 200), None);
+    }
+}

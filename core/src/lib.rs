@@ -1,0 +1,14 @@
+//! The pure core of ngx-upstream-cause: the cause taxonomy, the parser of
+//! nginx's error text, the classifier and the renderers. No nginx types, no
+//! FFI, no unsafe: everything here is unit-tested on any toolchain.
+#![forbid(unsafe_code)]
+
+pub mod cause;
+pub mod classify;
+pub mod render;
+pub mod text;
+
+pub use cause::Cause;
+pub use classify::{classify, final_cause, End, Observation};
+pub use render::{Entry, LogLine};
+pub use text::{Message, MessageKind, Phase};

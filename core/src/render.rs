@@ -1,0 +1,285 @@
+//! Rendering: the per-attempt list and the enriched error-log line.
+//!
+//! Renderers write into a caller-provided byte sink so the shell can render
+//! straight into nginx pool memory without heap allocation.
+
+use crate::cause::Cause;
+
+/// A byte sink that never fails: it truncates when full.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A fixed buffer that keeps what fits and counts what did not.
+pub struct FixedBuf<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    truncated: bool,
+}
+
+impl<'a> FixedBuf<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        FixedBuf {
+            buf,
+            len: 0,
+            truncated: false,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Sink for FixedBuf<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let room = self.buf.len() - self.len;
+        let n = bytes.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        if n < bytes.len() {
+            self.truncated = true;
+        }
+    }
+}
+
+/// A sink that only counts, to size an allocation before rendering.
+#[derive(Default)]
+pub struct Counter(pub usize);
+
+impl Sink for Counter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+/// Writes `bytes` as the inside of a double-quoted value: `"` and `\` are
+/// backslash-escaped, control bytes and bytes >= 0x7f become `\xHH`, so the
+/// result is printable ASCII on one line whatever the input.
+pub fn escape_quoted(out: &mut impl Sink, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let plain = (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+        if plain {
+            continue;
+        }
+        out.put(&bytes[start..i]);
+        match b {
+            b'"' => out.put(b"\\\""),
+            b'\\' => out.put(b"\\\\"),
+            _ => out.put(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+        }
+        start = i + 1;
+    }
+    out.put(&bytes[start..]);
+}
+
+/// Whether `name` is acceptable as a response header name: an HTTP token
+/// of letters, digits, `-` and `_`, at most 64 bytes.
+pub fn is_header_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One entry of `$upstream_cause_list`, aligned with `r->upstream_states`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A real attempt: its cause, or `None` for a successful one (`-`).
+    Attempt(Option<Cause>),
+    /// The empty state nginx inserts when a request moves to a second
+    /// upstream after an internal redirect (rendered as ` : `).
+    Separator,
+}
+
+/// Renders entries with exactly the separators of `$upstream_addr`:
+/// `, ` between attempts, ` : ` for a separator state.
+pub fn render_list(out: &mut impl Sink, entries: &[Entry]) {
+    let n = entries.len();
+    if n == 0 {
+        return;
+    }
+    let mut i = 0;
+    loop {
+        if let Entry::Attempt(c) = entries[i] {
+            out.put(c.map_or("-", Cause::code).as_bytes());
+        }
+        i += 1;
+        if i == n {
+            break;
+        }
+        if let Entry::Attempt(_) = entries[i] {
+            out.put(b", ");
+        } else {
+            out.put(b" : ");
+            i += 1;
+            if i == n {
+                break;
+            }
+        }
+    }
+}
+
+/// The fields of the enriched error-log line.
+pub struct LogLine<'a> {
+    pub cause: Cause,
+    pub status: u16,
+    pub attempts: usize,
+    pub peer: &'a [u8],
+    pub entries: &'a [Entry],
+    pub detail: &'a [u8],
+}
+
+/// Renders the enriched line (without nginx's ", client: ..." suffix, which
+/// nginx's log handler appends). Keys in the order of SPEC §3.
+pub fn render_log_line(out: &mut impl Sink, l: &LogLine<'_>) {
+    let mut num = [0u8; 20];
+    out.put(b"upstream_cause=");
+    out.put(l.cause.code().as_bytes());
+    out.put(b" status=");
+    out.put(fmt_u64(&mut num, u64::from(l.status)));
+    out.put(b" attempts=");
+    out.put(fmt_u64(&mut num, l.attempts as u64));
+    out.put(b" peer=");
+    if l.peer.is_empty() {
+        out.put(b"-");
+    } else {
+        // A peer name is an address or an upstream name: no spaces or
+        // quotes in practice, but never let one break the line.
+        escape_bare(out, l.peer);
+    }
+    out.put(b" causes=\"");
+    render_list(out, l.entries);
+    out.put(b"\" detail=\"");
+    escape_quoted(out, l.detail);
+    out.put(b"\" hint=\"");
+    escape_quoted(out, l.cause.hint().as_bytes());
+    out.put(b"\"");
+}
+
+fn escape_bare(out: &mut impl Sink, bytes: &[u8]) {
+    for &b in bytes {
+        if (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            out.put(&[b]);
+        } else {
+            escape_quoted(out, &[b]);
+        }
+    }
+}
+
+fn fmt_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[Entry]) -> String {
+        let mut v = Vec::new();
+        render_list(&mut v, entries);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn list_separators_match_upstream_addr() {
+        use Entry::*;
+        assert_eq!(list(&[]), "");
+        assert_eq!(list(&[Attempt(None)]), "-");
+        assert_eq!(
+            list(&[Attempt(Some(Cause::ConnectRefused)), Attempt(None)]),
+            "connect_refused, -"
+        );
+        assert_eq!(
+            list(&[
+                Attempt(Some(Cause::ConnectRefused)),
+                Separator,
+                Attempt(Some(Cause::ViaUpstream))
+            ]),
+            "connect_refused : via_upstream"
+        );
+        assert_eq!(list(&[Attempt(None), Separator]), "- : ");
+    }
+
+    #[test]
+    fn quoting_escapes_everything_dangerous() {
+        let mut v = Vec::new();
+        escape_quoted(&mut v, b"a\"b\\c\nd\r\x00\x7f\xff");
+        assert_eq!(v, b"a\\\"b\\\\c\\x0Ad\\x0D\\x00\\x7F\\xFF");
+    }
+
+    #[test]
+    fn the_spec_example_line() {
+        let mut v = Vec::new();
+        render_log_line(
+            &mut v,
+            &LogLine {
+                cause: Cause::ConnectRefused,
+                status: 502,
+                attempts: 1,
+                peer: b"127.0.0.1:8081",
+                entries: &[Entry::Attempt(Some(Cause::ConnectRefused))],
+                detail: b"connect() failed (111: Connection refused) while connecting to upstream",
+            },
+        );
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:8081 causes=\"connect_refused\" \
+             detail=\"connect() failed (111: Connection refused) while connecting to upstream\" \
+             hint=\"nothing listens on the upstream port: the backend process is down or restarting\""
+        );
+    }
+
+    #[test]
+    fn header_names() {
+        assert!(is_header_name(b"X-Upstream-Cause"));
+        assert!(is_header_name(b"x_cause"));
+        assert!(!is_header_name(b""));
+        assert!(!is_header_name(b"X Cause"));
+        assert!(!is_header_name(b"X:Cause"));
+        assert!(!is_header_name(b"X\r\nY"));
+        assert!(!is_header_name(&[b'a'; 65]));
+    }
+
+    #[test]
+    fn fixed_buffers_truncate() {
+        let mut raw = [0u8; 4];
+        let mut b = FixedBuf::new(&mut raw);
+        b.put(b"abc");
+        b.put(b"def");
+        assert_eq!(b.as_bytes(), b"abcd");
+        assert!(b.truncated());
+        let mut c = Counter::default();
+        escape_quoted(&mut c, b"\"x");
+        assert_eq!(c.0, 3);
+        let mut n = [0u8; 20];
+        assert_eq!(fmt_u64(&mut n, 0), b"0");
+        assert_eq!(fmt_u64(&mut n, u64::MAX), b"18446744073709551615");
+    }
+}

@@ -1,0 +1,347 @@
+//! Parsing nginx's error-log text: the message of a line, its errno and its
+//! phase ("while connecting to upstream").
+//!
+//! Every function takes arbitrary bytes and never panics: the text may carry
+//! bytes the upstream sent (e.g. "upstream sent invalid header: ...").
+
+/// What nginx was doing when the line was logged: the `log->action` text
+/// that follows " while ".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// "connecting to upstream"
+    Connect,
+    /// "SSL handshaking to upstream"
+    TlsHandshake,
+    /// "sending request to upstream"
+    SendRequest,
+    /// "reading response header from upstream"
+    ReadHeader,
+    /// "reading upstream": the header was already sent to the client
+    ReadBody,
+    /// "sending to client" and anything else
+    Other,
+}
+
+impl Phase {
+    /// Maps nginx's action text to a phase.
+    pub fn from_action(action: &[u8]) -> Phase {
+        match action {
+            b"connecting to upstream" => Phase::Connect,
+            b"SSL handshaking to upstream" => Phase::TlsHandshake,
+            b"sending request to upstream" => Phase::SendRequest,
+            b"reading response header from upstream" => Phase::ReadHeader,
+            b"reading upstream" => Phase::ReadBody,
+            _ => Phase::Other,
+        }
+    }
+}
+
+/// Which of nginx's upstream error messages a line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    /// `connect() failed (111: ...)`, `connect() to 1.2.3.4:80 failed (99: ...)`
+    ConnectFailed,
+    /// `upstream timed out (110: ...)`
+    TimedOut,
+    /// `upstream prematurely closed connection`
+    PrematurelyClosed,
+    /// `recv() failed (104: ...)`, `readv() failed`, `SSL_read() failed`
+    RecvFailed,
+    /// `writev() failed (32: ...)`, `send() failed`, `sendfile() failed`, `SSL_write() failed`
+    SendFailed,
+    /// `upstream sent too big header`
+    TooBigHeader,
+    /// `upstream sent invalid header`, `upstream sent no valid HTTP/1.0 header`, ...
+    InvalidHeader,
+    /// `no live upstreams`
+    NoLiveUpstreams,
+    /// `... could not be resolved (3: Host not found)`, `no resolver defined to resolve ...`
+    ResolveFailed,
+    /// `SSL_do_handshake() failed`, `peer closed connection in SSL handshake`
+    TlsHandshake,
+    /// `upstream SSL certificate verify error`, `upstream SSL certificate does not match`
+    TlsVerify,
+    /// `client prematurely closed connection`
+    ClientClosed,
+    /// anything else
+    Other,
+}
+
+/// What one error-log message says, parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub kind: MessageKind,
+    /// The errno in "(111: Connection refused)", if any.
+    pub errno: Option<u16>,
+    /// The phase after " while ", if any.
+    pub phase: Option<Phase>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > hay.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > hay.len() {
+        return None;
+    }
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// The first "(NNN: " in the text: nginx's rendering of an errno.
+pub fn parse_errno(text: &[u8]) -> Option<u16> {
+    let mut i = 0;
+    while let Some(off) = text.get(i..).and_then(|t| t.iter().position(|&b| b == b'(')) {
+        let start = i + off + 1;
+        let digits = text[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if (1..=5).contains(&digits) && text[start + digits..].starts_with(b": ") {
+            let mut n: u32 = 0;
+            for &b in &text[start..start + digits] {
+                n = n * 10 + u32::from(b - b'0');
+            }
+            if let Ok(n) = u16::try_from(n) {
+                return Some(n);
+            }
+        }
+        i = start;
+    }
+    None
+}
+
+/// Splits "message while action" into the message and the phase.
+pub fn split_phase(text: &[u8]) -> (&[u8], Option<Phase>) {
+    match rfind(text, b" while ") {
+        Some(at) => (&text[..at], Some(Phase::from_action(&text[at + 7..]))),
+        None => (text, None),
+    }
+}
+
+/// Recognises which nginx message the text is.
+pub fn message_kind(msg: &[u8]) -> MessageKind {
+    let starts = |p: &[u8]| msg.starts_with(p);
+    let has = |p: &[u8]| find(msg, p).is_some();
+    if starts(b"connect() failed")
+        || (starts(b"connect() to ") && has(b" failed"))
+        || starts(b"kevent() reported that connect() failed")
+    {
+        MessageKind::ConnectFailed
+    } else if starts(b"upstream timed out") {
+        MessageKind::TimedOut
+    } else if starts(b"upstream prematurely closed") {
+        MessageKind::PrematurelyClosed
+    } else if starts(b"recv() failed")
+        || starts(b"readv() failed")
+        || starts(b"SSL_read() failed")
+        || starts(b"kevent() reported about an closed connection")
+    {
+        MessageKind::RecvFailed
+    } else if starts(b"writev() failed")
+        || starts(b"send() failed")
+        || starts(b"sendfile() failed")
+        || starts(b"SSL_write() failed")
+        || starts(b"sendmsg() failed")
+    {
+        MessageKind::SendFailed
+    } else if starts(b"upstream sent too big header") {
+        MessageKind::TooBigHeader
+    } else if starts(b"upstream sent ") || starts(b"upstream returned ") {
+        MessageKind::InvalidHeader
+    } else if starts(b"no live upstreams") {
+        MessageKind::NoLiveUpstreams
+    } else if starts(b"no resolver defined to resolve ") || has(b" could not be resolved") {
+        MessageKind::ResolveFailed
+    } else if starts(b"upstream SSL certificate") {
+        MessageKind::TlsVerify
+    } else if starts(b"SSL_do_handshake() failed") || starts(b"peer closed connection in SSL handshake") {
+        MessageKind::TlsHandshake
+    } else if starts(b"client prematurely closed connection") || has(b"reported that client prematurely closed") {
+        MessageKind::ClientClosed
+    } else {
+        MessageKind::Other
+    }
+}
+
+/// Parses one message (the text nginx formatted, without the timestamp
+/// prefix and the ", client: ..." suffix).
+pub fn parse_message(text: &[u8]) -> Message {
+    let (msg, phase) = split_phase(text);
+    Message {
+        kind: message_kind(msg),
+        errno: parse_errno(msg),
+        phase,
+    }
+}
+
+/// Extracts the message from a whole error-log line as nginx's
+/// `ngx_log_error_core` formats it:
+/// `2026/11/25 10:00:00 [error] 123#0: *5 MESSAGE while ACTION, client: ...`.
+///
+/// `action` is the `log->action` in force when the line was written; when
+/// given, the message ends right after " while ACTION" (the client-controlled
+/// request line that follows can never shift it). Without it, the message
+/// ends at the first ", client: ".
+pub fn extract_message<'a>(line: &'a [u8], action: Option<&[u8]>) -> &'a [u8] {
+    // Skip "YYYY/MM/DD HH:MM:SS [level] PID#TID: " and the optional "*CONN ".
+    let mut start = 0;
+    if let Some(lb) = find(line, b" [") {
+        if let Some(rb) = line[lb..].iter().position(|&b| b == b']') {
+            let after = lb + rb + 1;
+            if let Some(colon) = find(&line[after..], b": ") {
+                start = after + colon + 2;
+            }
+        }
+    }
+    let mut rest = &line[start..];
+    if rest.first() == Some(&b'*') {
+        let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 && rest.get(1 + digits) == Some(&b' ') {
+            rest = &rest[2 + digits..];
+        }
+    }
+    // Trim the trailing linefeed.
+    while let Some((&last, head)) = rest.split_last() {
+        if last == b'\n' || last == b'\r' {
+            rest = head;
+        } else {
+            break;
+        }
+    }
+    if let Some(action) = action.filter(|a| !a.is_empty()) {
+        let mut pat = Vec::with_capacity(action.len() + 7);
+        pat.extend_from_slice(b" while ");
+        pat.extend_from_slice(action);
+        if let Some(at) = find(rest, &pat) {
+            return &rest[..at + pat.len()];
+        }
+    }
+    match find(rest, b", client: ") {
+        Some(at) => &rest[..at],
+        None => rest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_is_found_after_function_parentheses() {
+        assert_eq!(parse_errno(b"connect() failed (111: Connection refused)"), Some(111));
+        assert_eq!(
+            parse_errno(b"connect() to 10.0.0.1:80 failed (113: No route to host)"),
+            Some(113)
+        );
+        assert_eq!(
+            parse_errno(b"upstream timed out (110: Connection timed out)"),
+            Some(110)
+        );
+        assert_eq!(parse_errno(b"upstream prematurely closed connection"), None);
+        assert_eq!(parse_errno(b"(: x) (1234567: y)"), None);
+        assert_eq!(parse_errno(b"x (99999: y)"), None);
+        assert_eq!(parse_errno(b"SSL_do_handshake() failed (SSL: error:0A00010B)"), None);
+        assert_eq!(parse_errno(b"("), None);
+        assert_eq!(parse_errno(b""), None);
+    }
+
+    #[test]
+    fn phase_is_the_last_while() {
+        let (m, p) =
+            split_phase(b"upstream sent invalid header: \"a while b\" while reading response header from upstream");
+        assert_eq!(m, b"upstream sent invalid header: \"a while b\"");
+        assert_eq!(p, Some(Phase::ReadHeader));
+        assert_eq!(split_phase(b"no live upstreams"), (&b"no live upstreams"[..], None));
+        for (a, p) in [
+            (&b"connecting to upstream"[..], Phase::Connect),
+            (b"SSL handshaking to upstream", Phase::TlsHandshake),
+            (b"sending request to upstream", Phase::SendRequest),
+            (b"reading response header from upstream", Phase::ReadHeader),
+            (b"reading upstream", Phase::ReadBody),
+            (b"sending to client", Phase::Other),
+        ] {
+            assert_eq!(Phase::from_action(a), p);
+        }
+    }
+
+    #[test]
+    fn every_nginx_message_is_recognised() {
+        use MessageKind::*;
+        let cases: &[(&[u8], MessageKind)] = &[
+            (b"connect() failed (111: Connection refused)", ConnectFailed),
+            (
+                b"connect() to 127.0.0.1:1 failed (99: Cannot assign requested address)",
+                ConnectFailed,
+            ),
+            (
+                b"kevent() reported that connect() failed (61: Connection refused)",
+                ConnectFailed,
+            ),
+            (b"upstream timed out (110: Connection timed out)", TimedOut),
+            (b"upstream prematurely closed connection", PrematurelyClosed),
+            (b"upstream prematurely closed FastCGI stdout", PrematurelyClosed),
+            (b"recv() failed (104: Connection reset by peer)", RecvFailed),
+            (b"readv() failed (104: Connection reset by peer)", RecvFailed),
+            (b"writev() failed (32: Broken pipe)", SendFailed),
+            (b"send() failed (104: Connection reset by peer)", SendFailed),
+            (b"upstream sent too big header", TooBigHeader),
+            (b"upstream sent invalid header: \"X\\x0D...\"", InvalidHeader),
+            (b"upstream sent no valid HTTP/1.0 header", InvalidHeader),
+            (
+                b"upstream sent duplicate header line: \"Content-Length: 1\"",
+                InvalidHeader,
+            ),
+            (b"no live upstreams", NoLiveUpstreams),
+            (
+                b"backend.invalid could not be resolved (3: Host not found)",
+                ResolveFailed,
+            ),
+            (b"no resolver defined to resolve backend.example", ResolveFailed),
+            (
+                b"upstream SSL certificate verify error: (18:self-signed certificate)",
+                TlsVerify,
+            ),
+            (b"upstream SSL certificate does not match \"x\"", TlsVerify),
+            (
+                b"SSL_do_handshake() failed (SSL: error:0A00010B:SSL routines::wrong version number)",
+                TlsHandshake,
+            ),
+            (
+                b"peer closed connection in SSL handshake (104: Connection reset by peer)",
+                TlsHandshake,
+            ),
+            (b"client prematurely closed connection", ClientClosed),
+            (
+                b"epoll_wait() reported that client prematurely closed connection",
+                ClientClosed,
+            ),
+            (b"open() \"/x\" failed (2: No such file or directory)", Other),
+            (b"", Other),
+        ];
+        for (text, kind) in cases {
+            assert_eq!(message_kind(text), *kind, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn whole_lines_are_cut_to_the_message() {
+        let line = b"2026/11/25 10:00:00 [error] 123#0: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: , request: \"GET /x, client: y HTTP/1.1\", upstream: \"http://127.0.0.1:1/x\", host: \"a\"\n";
+        let want = &b"connect() failed (111: Connection refused) while connecting to upstream"[..];
+        assert_eq!(extract_message(line, Some(b"connecting to upstream")), want);
+        assert_eq!(extract_message(line, None), want);
+        let no_conn = b"2026/11/25 10:00:00 [crit] 1#1: no live upstreams\n";
+        assert_eq!(extract_message(no_conn, None), b"no live upstreams");
+        assert_eq!(extract_message(b"", None), b"");
+        assert_eq!(extract_message(b" [", Some(b"x")), b" [");
+        let m = parse_message(extract_message(line, Some(b"connecting to upstream")));
+        assert_eq!(
+            m,
+            Message {
+                kind: MessageKind::ConnectFailed,
+                errno: Some(111),
+                phase: Some(Phase::Connect)
+            }
+        );
+    }
+}

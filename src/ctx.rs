@@ -1,0 +1,224 @@
+//! The per-request context: what was observed of each upstream attempt.
+//!
+//! It lives in the data of an `r->pool` cleanup, like realip's, so it
+//! survives `error_page` and internal redirects (which zero `r->ctx`): when
+//! `r->ctx` is empty we find it again by scanning the pool's cleanups for
+//! our handler and our request. Subrequests share the pool, hence the
+//! stored `r`.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use ngx::ffi::{ngx_http_request_t, ngx_http_upstream_state_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
+use upstream_cause_core::render::Entry;
+use upstream_cause_core::{classify, Cause, End, Observation};
+
+use crate::tap::Tap;
+
+/// Attempts recorded per request; later ones render from nginx's own state
+/// only (`-` or `via_upstream`).
+pub const MAX_ATTEMPTS: usize = 16;
+/// Bytes of nginx error text kept for the latest failed attempt.
+pub const DETAIL_MAX: usize = 480;
+
+#[derive(Clone, Copy, Default)]
+pub struct Attempt {
+    pub recorded: bool,
+    pub obs: Observation,
+}
+
+/// Lazily allocated when the first failure signal of the request arrives,
+/// so a successful request allocates none of it.
+pub struct Records {
+    pub attempts: [Attempt; MAX_ATTEMPTS],
+    pub detail: [u8; DETAIL_MAX],
+    pub detail_len: usize,
+    /// The attempt `detail` belongs to.
+    pub detail_idx: usize,
+}
+
+pub struct Ctx {
+    pub r: *mut ngx_http_request_t,
+    /// Index in `r->upstream_states` of the attempt in progress, set by
+    /// `peer.get`: error lines that arrive are attributed to it.
+    pub current: Option<usize>,
+    pub records: *mut Records,
+    /// The log tap this request armed, if any.
+    pub tap: Tap,
+}
+
+unsafe extern "C" fn cleanup(data: *mut c_void) {
+    crate::guard((), || {
+        // SAFETY: nginx calls this with the data of our cleanup: a Ctx we
+        // initialised in `get_or_create`; the pool is still intact.
+        if let Some(ctx) = unsafe { data.cast::<Ctx>().as_mut() } {
+            ctx.tap.disarm();
+        }
+    })
+}
+
+/// Finds the request's context, also after an internal redirect.
+pub fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+    // SAFETY: r is a live request handed to us by nginx.
+    let req = unsafe { r.as_mut()? };
+    // SAFETY: `r->ctx` has one slot per HTTP module; ours holds a Ctx or null.
+    let fast = unsafe { *req.ctx.add(crate::ctx_index()) }.cast::<Ctx>();
+    // SAFETY: a non-null slot was set by us to a Ctx in the request pool.
+    if let Some(ctx) = unsafe { fast.as_mut() } {
+        return Some(ctx);
+    }
+    // SAFETY: the pool and its cleanup chain are valid for a live request.
+    let mut cln = unsafe { (*req.pool).cleanup };
+    while let Some(c) = unsafe { cln.as_ref() } {
+        if c.handler.map(|h| h as usize) == Some(cleanup as *const () as usize) {
+            // SAFETY: our handler's data is always a Ctx.
+            let ctx = unsafe { &mut *c.data.cast::<Ctx>() };
+            if ctx.r == r {
+                // SAFETY: caching the pointer back into our r->ctx slot.
+                unsafe { *req.ctx.add(crate::ctx_index()) = c.data };
+                return Some(ctx);
+            }
+        }
+        cln = c.next;
+    }
+    None
+}
+
+/// Finds or creates the request's context.
+pub fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+    if let Some(ctx) = get(r) {
+        return Some(ctx);
+    }
+    // SAFETY: r is a live request; its pool outlives every use of the Ctx
+    // (the cleanup runs when the pool is destroyed).
+    unsafe {
+        let cln: *mut ngx_pool_cleanup_t = ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<Ctx>());
+        let cln = cln.as_mut()?;
+        let data = cln.data.cast::<Ctx>();
+        ptr::write(
+            data,
+            Ctx {
+                r,
+                current: None,
+                records: ptr::null_mut(),
+                tap: Tap::new(),
+            },
+        );
+        cln.handler = Some(cleanup);
+        *(*r).ctx.add(crate::ctx_index()) = cln.data;
+        Some(&mut *data)
+    }
+}
+
+impl Ctx {
+    /// The records, allocated on first use from the request pool.
+    pub fn records(&mut self) -> Option<&mut Records> {
+        if self.records.is_null() {
+            // SAFETY: r is the live request owning this Ctx.
+            let pool = unsafe { ngx::core::Pool::from_ngx_pool((*self.r).pool) };
+            let p = pool.alloc(core::mem::size_of::<Records>()).cast::<Records>();
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: fresh, suitably aligned pool memory of the right size.
+            unsafe {
+                ptr::write(
+                    p,
+                    Records {
+                        attempts: [Attempt::default(); MAX_ATTEMPTS],
+                        detail: [0; DETAIL_MAX],
+                        detail_len: 0,
+                        detail_idx: 0,
+                    },
+                )
+            };
+            self.records = p;
+        }
+        // SAFETY: allocated and initialised above, in the request pool.
+        unsafe { self.records.as_mut() }
+    }
+
+    pub fn attempt_mut(&mut self, idx: usize) -> Option<&mut Attempt> {
+        self.records()?.attempts.get_mut(idx)
+    }
+
+    pub fn recorded(&self, idx: usize) -> Option<&Attempt> {
+        // SAFETY: null or our zero-initialised records in the request pool.
+        let recs = unsafe { self.records.as_ref()? };
+        recs.attempts.get(idx).filter(|a| a.recorded)
+    }
+
+    pub fn detail_of(&self, idx: usize) -> &[u8] {
+        // SAFETY: null or our records.
+        match unsafe { self.records.as_ref() } {
+            Some(recs) if recs.detail_idx == idx => &recs.detail[..recs.detail_len],
+            _ => &[],
+        }
+    }
+
+    /// The nginx upstream states of the request (aligned with `$upstream_addr`).
+    pub fn states(&self) -> &[ngx_http_upstream_state_t] {
+        // SAFETY: r is live; upstream_states is null or a valid array of states.
+        unsafe {
+            match (*self.r).upstream_states.as_ref() {
+                Some(a) => a.as_slice::<ngx_http_upstream_state_t>(),
+                None => &[],
+            }
+        }
+    }
+
+    /// The cause of attempt `idx`, completing the recorded observation with
+    /// what nginx knows by now (status, header time).
+    pub fn cause_of(&self, idx: usize) -> Option<Cause> {
+        let st = self.states().get(idx)?;
+        let header_received = st.header_time != ngx::ffi::ngx_msec_t::MAX;
+        let status = u16::try_from(st.status).unwrap_or(0);
+        match self.recorded(idx) {
+            Some(a) => {
+                let o = Observation {
+                    header_received: a.obs.header_received || header_received,
+                    status,
+                    ..a.obs
+                };
+                classify(&o)
+            }
+            None if header_received && status >= 500 => Some(Cause::ViaUpstream),
+            None => None,
+        }
+    }
+
+    /// Entries for `$upstream_cause_list`, one per upstream state.
+    pub fn entries<'a>(&self, buf: &'a mut [Entry; 64]) -> &'a [Entry] {
+        let states = self.states();
+        let n = states.len().min(buf.len());
+        for (i, st) in states.iter().take(n).enumerate() {
+            buf[i] = if st.peer.is_null() && self.recorded(i).is_none() {
+                Entry::Separator
+            } else {
+                Entry::Attempt(self.cause_of(i))
+            };
+        }
+        &buf[..n]
+    }
+
+    /// The final cause: the last attempt's, if it made the response.
+    pub fn final_cause(&self) -> Option<(Cause, usize)> {
+        let n = self.states().len();
+        let last = n.checked_sub(1)?;
+        // SAFETY: r is live.
+        let status = unsafe { (*self.r).headers_out.status };
+        let cause = upstream_cause_core::final_cause(self.cause_of(last), u16::try_from(status).unwrap_or(0))?;
+        Some((cause, last))
+    }
+}
+
+const _: () = assert!(core::mem::align_of::<Records>() <= ngx::ffi::NGX_ALIGNMENT);
+
+/// Marks how the attempt ended, and when new it starts the record.
+pub fn record_end(ctx: &mut Ctx, idx: usize, end: End, obs: Observation) {
+    if let Some(a) = ctx.attempt_mut(idx) {
+        let message = if a.recorded { a.obs.message } else { None };
+        a.obs = Observation { end, message, ..obs };
+        a.recorded = true;
+    }
+}

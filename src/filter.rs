@@ -1,0 +1,73 @@
+//! The response header `upstream_cause_header NAME: <code>`.
+
+use ngx::ffi::{
+    ngx_http_output_header_filter_pt, ngx_http_request_t, ngx_int_t, ngx_list_push, ngx_str_t, ngx_table_elt_t,
+    NGX_ERROR,
+};
+use ngx::http::HttpModuleLocationConf;
+
+use crate::{ctx, Module};
+
+pub static mut NEXT: ngx_http_output_header_filter_pt = None;
+
+fn next(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: NEXT was set once in postconfiguration, before any request.
+    match unsafe { NEXT } {
+        // SAFETY: the next filter in nginx's chain, called as nginx would.
+        Some(f) => unsafe { f(r) },
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
+
+pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    crate::guard((), || {
+        // SAFETY: nginx calls header filters with a live request.
+        let Some(req) = (unsafe { r.as_mut() }) else { return };
+        if req.main != r {
+            return;
+        }
+        let Some(lcf) = Module::location_conf(req) else { return };
+        let Some(name) = lcf.header_name() else { return };
+        strip(req, name);
+        if !lcf.enabled() {
+            return;
+        }
+        let Some((cause, _)) = ctx::get(r).and_then(|c| c.final_cause()) else {
+            return;
+        };
+        // SAFETY: the response header list of a live request.
+        let h = unsafe { ngx_list_push(&mut req.headers_out.headers) }.cast::<ngx_table_elt_t>();
+        // SAFETY: fresh list element, or null on allocation failure.
+        if let Some(h) = unsafe { h.as_mut() } {
+            h.hash = 1;
+            h.key = lcf.header;
+            h.value = ngx_str_t {
+                len: cause.code().len(),
+                data: cause.code().as_ptr().cast_mut(),
+            };
+            h.lowcase_key = core::ptr::null_mut();
+            #[cfg(ngx_table_elt_next)]
+            {
+                h.next = core::ptr::null_mut();
+            }
+        }
+    });
+    next(r)
+}
+
+/// Hides any header of our name that came from elsewhere (the upstream).
+fn strip(req: &mut ngx_http_request_t, name: &[u8]) {
+    // SAFETY: the headers_out list of a live request: parts of valid elements.
+    let mut part = &raw mut req.headers_out.headers.part;
+    while let Some(p) = unsafe { part.as_mut() } {
+        let elts = p.elts.cast::<ngx_table_elt_t>();
+        for i in 0..p.nelts {
+            // SAFETY: i < nelts.
+            let h = unsafe { &mut *elts.add(i) };
+            if h.hash != 0 && h.key.as_bytes().eq_ignore_ascii_case(name) {
+                h.hash = 0;
+            }
+        }
+        part = p.next;
+    }
+}

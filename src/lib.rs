@@ -1,0 +1,156 @@
+//! ngx_http_upstream_cause_module: tells why nginx answered 502/504.
+//!
+//! This file holds only the module statics, the `HttpModule` impl and its
+//! initialisation; each concern has its own file. The classification logic
+//! is in the `upstream-cause-core` crate, which has no nginx types.
+
+use core::ptr;
+
+use ngx::core::Status;
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_add_variable, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_uint_t,
+    NGX_HTTP_MODULE,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+mod conf;
+mod ctx;
+mod filter;
+mod logline;
+mod peer;
+mod tap;
+mod vars;
+
+use conf::LocConf;
+
+pub struct Module;
+
+/// Module-wide state of one configuration cycle.
+pub struct MainConf {
+    wrapped: peer::Table,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            wrapped: peer::Table::empty(),
+        }
+    }
+}
+
+static NGX_HTTP_UPSTREAM_CAUSE_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: Some(Module::preconfiguration),
+    postconfiguration: Some(Module::postconfiguration),
+    create_main_conf: Some(Module::create_main_conf),
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+// The `ngx_modules` table nginx's `load_module` looks for in a cdylib.
+ngx::ngx_modules!(ngx_http_upstream_cause_module);
+
+#[used]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_upstream_cause_module: ngx_module_t = ngx_module_t {
+    ctx: ptr::addr_of!(NGX_HTTP_UPSTREAM_CAUSE_MODULE_CTX).cast_mut().cast(),
+    // SAFETY: a static array of commands, terminated by an empty one.
+    commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    ..ngx_module_t::default()
+};
+
+// SAFETY: the conf types match what create_*_conf allocate.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+// SAFETY: as above.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: the module static is only written by nginx while loading.
+        unsafe { &*ptr::addr_of!(ngx_http_upstream_cause_module) }
+    }
+
+    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        guard(Status::NGX_ERROR.into(), || {
+            // SAFETY: VARS is only touched here, single-threaded, at configuration time.
+            for v in unsafe { (*ptr::addr_of_mut!(vars::VARS)).iter_mut() } {
+                // SAFETY: nginx's cf; the name is a static string.
+                let var = unsafe { ngx_http_add_variable(cf, &mut v.name, v.flags) };
+                // SAFETY: null or a fresh variable slot.
+                let Some(var) = (unsafe { var.as_mut() }) else {
+                    return Status::NGX_ERROR.into();
+                };
+                var.get_handler = v.get_handler;
+                var.data = v.data;
+            }
+            Status::NGX_OK.into()
+        })
+    }
+
+    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        guard(Status::NGX_ERROR.into(), || {
+            // SAFETY: nginx's cf during the http block.
+            let cf_ref = unsafe { &mut *cf };
+            let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+                return Status::NGX_ERROR.into();
+            };
+            // SAFETY: runs after the upstream module's init_main_conf set every peer.init.
+            if unsafe { peer::wrap_all(cf, &mut mcf.wrapped) }.is_err() {
+                return Status::NGX_ERROR.into();
+            }
+
+            // SAFETY: the header filter chain is only changed at configuration time.
+            unsafe {
+                filter::NEXT = ngx::ffi::ngx_http_top_header_filter;
+                ngx::ffi::ngx_http_top_header_filter = Some(filter::header_filter);
+            }
+
+            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf_ref) else {
+                return Status::NGX_ERROR.into();
+            };
+            let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
+            // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
+            let h = unsafe { ngx::ffi::ngx_array_push(handlers) }.cast::<ngx_http_handler_pt>();
+            // SAFETY: null or a fresh slot.
+            match unsafe { h.as_mut() } {
+                Some(h) => *h = Some(logline::log_handler),
+                None => return Status::NGX_ERROR.into(),
+            }
+            Status::NGX_OK.into()
+        })
+    }
+}
+
+/// Runs `f`, turning a panic into `default` so that no unwinding ever
+/// crosses into nginx's C frames.
+pub(crate) fn guard<R>(default: R, f: impl FnOnce() -> R) -> R {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(default)
+}
+
+/// Our index in `r->ctx` and the conf arrays.
+pub(crate) fn ctx_index() -> usize {
+    Module::module().ctx_index
+}
+
+/// The table of wrapped upstreams of the running configuration.
+pub(crate) fn main_conf_table() -> Option<&'static peer::Table> {
+    // SAFETY: ngx_cycle is the live cycle of this worker.
+    let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref()? };
+    Module::main_conf(cycle).map(|m| &m.wrapped)
+}
+
+/// Whether `upstream_cause` is on for the request's current location.
+pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
+    // SAFETY: r is a live request.
+    unsafe { r.as_ref() }
+        .and_then(Module::location_conf)
+        .is_some_and(LocConf::enabled)
+}
