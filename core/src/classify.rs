@@ -112,9 +112,8 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
         if o.header_sent && body_failed(o) {
             return Some(Cause::ResponseTruncated);
         }
-        if o.client_error || kind == MessageKind::ClientClosed {
-            return Some(Cause::ClientClosed);
-        }
+        // A client that leaves after the header arrived is not
+        // `client_closed` (the upstream did answer).
         return (o.status >= 500 || (o.end == End::Failed && o.status == 0)).then_some(Cause::ViaUpstream);
     }
 
@@ -183,7 +182,7 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     }
 
     // A failure with no flag and no recognised text.
-    Some(if !o.connected && o.phase().is_none_or(|p| p == Phase::Connect) {
+    Some(if !o.connected && o.phase().map_or(true, |p| p == Phase::Connect) {
         connect_cause(o.errno())
     } else if o.header_bytes > 0 {
         Cause::InvalidHeader
@@ -192,17 +191,13 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     })
 }
 
+/// The body broke after the header: only nginx's own text says so, since a
+/// close-delimited body ends with a normal EOF.
 fn body_failed(o: &Observation) -> bool {
-    o.read_eof
-        || o.read_error
-        || o.read_timedout
-        || matches!(
-            o.kind(),
-            MessageKind::PrematurelyClosed
-                | MessageKind::RecvFailed
-                | MessageKind::TimedOut
-                | MessageKind::InvalidHeader
-        )
+    matches!(
+        o.kind(),
+        MessageKind::PrematurelyClosed | MessageKind::RecvFailed | MessageKind::TimedOut | MessageKind::InvalidHeader
+    )
 }
 
 /// The final cause of a request: the cause of its last attempt, if that
@@ -399,6 +394,21 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(classify(&internal), None);
+        // a close-delimited body ends with a plain EOF: complete, not truncated
+        let close_delimited = Observation {
+            header_sent: true,
+            read_eof: true,
+            ..ok
+        };
+        assert_eq!(classify(&close_delimited), None);
+        // the client left while the body streamed: the upstream did answer
+        let client_left = Observation {
+            header_sent: true,
+            client_error: true,
+            message: msg("client prematurely closed connection while sending to client"),
+            ..ok
+        };
+        assert_eq!(classify(&client_left), None);
     }
 
     #[test]

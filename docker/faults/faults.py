@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""A fault upstream: an HTTP/1.x server that fails on purpose, by path.
+
+    /close        read the request, then close (FIN) without answering
+    /reset        read the request, then reset (RST, SO_LINGER 0)
+    /half         send half a status line ("HTTP/1.1 2"), then close
+    /silent       read the request and never answer (closes after 120 s)
+    /invalid      a header line with a control byte
+    /big          a 64 KiB response header
+    /truncate     Content-Length: 1000, 10 bytes, then close
+    /own502       its own 502, with a forged X-Upstream-Cause header
+    /forged-ok    200 with a forged X-Upstream-Cause header
+    anything else 200 "ok"
+
+Usage: faults.py [HOST:]PORT   (default 127.0.0.1:9002). Standard library
+only; one thread per connection; every connection ends within 120 s.
+"""
+import socket
+import socketserver
+import struct
+import sys
+import time
+
+FORGED = b"X-Upstream-Cause: forged-by-backend\r\n"
+
+
+def respond(status, body=b"ok\n", extra=b""):
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\n" + extra +
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def read_request(self):
+        self.request.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        line = data.split(b"\r\n", 1)[0].split(b" ")
+        return line[1].split(b"?", 1)[0] if len(line) > 1 else b"/"
+
+    def handle(self):
+        try:
+            path = self.read_request()
+        except OSError:
+            return
+        s = self.request
+        try:
+            if path == b"/close":
+                return
+            if path == b"/reset":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            if path == b"/half":
+                s.sendall(b"HTTP/1.1 2")
+                return
+            if path == b"/silent":
+                s.settimeout(120)
+                try:
+                    while s.recv(4096):
+                        pass
+                except OSError:
+                    pass
+                return
+            if path == b"/invalid":
+                s.sendall(b"HTTP/1.1 200 OK\r\nX-Bad\x01Header: x\r\nContent-Length: 0\r\n\r\n")
+                return
+            if path == b"/big":
+                s.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 65536 + b"\r\nContent-Length: 0\r\n\r\n")
+                return
+            if path == b"/truncate":
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+                time.sleep(0.05)
+                return
+            if path == b"/own502":
+                s.sendall(respond(b"502 Bad Gateway", b"the backend's own 502\n", FORGED))
+                return
+            if path == b"/forged-ok":
+                s.sendall(respond(b"200 OK", b"ok\n", FORGED))
+                return
+            s.sendall(respond(b"200 OK"))
+        except OSError:
+            pass
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main():
+    arg = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9002"
+    host, _, port = arg.rpartition(":")
+    with Server((host or "127.0.0.1", int(port)), Handler) as srv:
+        print(f"faults listening on {host or '127.0.0.1'}:{port}", flush=True)
+        srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+module example.invalid/go-service
+
+go 1.19

@@ -1,0 +1,55 @@
+# Shared helpers for the scripts: sourced, not run.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK="$ROOT/.work"
+mkdir -p "$WORK/bin" "$WORK/modules"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else echo "need root to run: $*" >&2; return 1
+    fi
+}
+
+# Installs the Debian/Ubuntu packages given, if any is missing.
+need_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null; then
+        echo "missing system packages (install them with your package manager): ${missing[*]}" >&2
+        return 1
+    fi
+    say "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# What building the module and the vendored nginx needs.
+BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-go curl ca-certificates)
+# What the test suite needs on top.
+TEST_PACKAGES=(python3 python3-pytest iproute2 procps)
+
+need_cargo() {
+    command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup), 1.81 or newer" >&2; return 1; }
+}
+
+# Builds the module and the matching vendored nginx (release), and the Go
+# service; links the results under .work/.
+build_all() {
+    need_cargo
+    say "building the module and nginx (cargo build --release)"
+    (cd "$ROOT" && cargo build --release --locked)
+    local so="$ROOT/target/release/libngx_http_upstream_cause_module.so"
+    local nginx
+    nginx=$(ls -t "$ROOT"/target/release/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -1)
+    [ -x "$nginx" ] || { echo "vendored nginx binary not found under target/release/build" >&2; return 1; }
+    ln -sf "$so" "$WORK/modules/ngx_http_upstream_cause_module.so"
+    ln -sf "$nginx" "$WORK/bin/nginx"
+    say "building the Go service"
+    (cd "$ROOT/docker/go-service" && GOFLAGS=-mod=mod go build -o "$WORK/bin/go-service" .)
+}

@@ -1,0 +1,256 @@
+"""Fixtures: a real nginx with the module loaded, a real Go net/http service
+and the fault upstream, all on 127.0.0.1 free ports.
+
+Every wait is bounded; nothing sleeps to synchronise where a port or a log
+line can be waited for instead.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NGINX_BIN = os.environ.get("NGINX_BIN", str(ROOT / ".work/bin/nginx"))
+MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE", str(ROOT / ".work/modules/ngx_http_upstream_cause_module.so"))
+GO_SERVICE = os.environ.get("GO_SERVICE", str(ROOT / ".work/bin/go-service"))
+FAULTS = ROOT / "docker/faults/faults.py"
+
+JSON_FORMAT = (
+    "log_format cause_json escape=json '{"
+    '"status":"$status","uri":"$request_uri","method":"$request_method",'
+    '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
+    '"upstream_cause":"$upstream_cause","upstream_cause_list":"$upstream_cause_list",'
+    '"upstream_cause_detail":"$upstream_cause_detail"'
+    "}';"
+)
+PLAIN_FORMAT = (
+    "log_format cause_plain '$status $request_uri "
+    'cause=$upstream_cause list="$upstream_cause_list" detail="$upstream_cause_detail"\';'
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dead_port():
+    """A loopback port nothing listens on (connects are refused)."""
+    return free_port()
+
+
+def wait_port(port, timeout=10.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_closed(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+        except ConnectionRefusedError:
+            return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"127.0.0.1:{port} still accepts after {timeout}s")
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=10.0):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        vals = [v for k, v in self.headers if k.lower() == name.lower()]
+        return vals[0] if len(vals) == 1 else (vals or None)
+
+
+def request(port, path, method="GET", headers=None, body=None, timeout=15):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+class Nginx:
+    """One nginx instance (master + 1 worker, foreground) in its own prefix."""
+
+    def __init__(self, prefix: Path, http_body: str, error_level="info", main_extra="", workers=1):
+        self.prefix = prefix
+        self.port = free_port()
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        (prefix / "html").mkdir(exist_ok=True)
+        (prefix / "html/50x.html").write_text("custom 50x page\n")
+        self.error_log = prefix / "logs/error.log"
+        self.access_log = prefix / "logs/access.log"
+        self.plain_log = prefix / "logs/plain.log"
+        self.conf = prefix / "nginx.conf"
+        body = http_body.replace("@PORT@", str(self.port))
+        self.conf.write_text(
+            f"load_module {MODULE};\n"
+            f"daemon off;\nmaster_process on;\nworker_processes {workers};\n"
+            f"pid {prefix}/logs/nginx.pid;\n"
+            f"error_log {self.error_log} {error_level};\n"
+            f"{main_extra}\n"
+            "events { worker_connections 256; }\n"
+            "http {\n"
+            f"  {JSON_FORMAT}\n  {PLAIN_FORMAT}\n"
+            f"  access_log {self.access_log} cause_json;\n"
+            f"  access_log {self.plain_log} cause_plain;\n"
+            f"  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp;\n"
+            f"{body}\n"
+            "}\n"
+        )
+        (prefix / "tmp").mkdir(exist_ok=True)
+        self.proc = None
+
+    def test_config(self):
+        return subprocess.run(
+            [NGINX_BIN, "-t", "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
+            capture_output=True, text=True, timeout=30,
+        )
+
+    def start(self):
+        self.stderr = open(self.prefix / "logs/stderr.log", "w")
+        self.proc = subprocess.Popen(
+            [NGINX_BIN, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
+            stdout=self.stderr, stderr=subprocess.STDOUT,
+        )
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            stop(self.proc, signal.SIGQUIT)
+            self.stderr.close()
+
+    def get(self, path, **kw):
+        return request(self.port, path, **kw)
+
+    # --- logs -------------------------------------------------------------
+
+    def error_lines(self):
+        return self.error_log.read_text(errors="replace").splitlines() if self.error_log.exists() else []
+
+    def access_entries(self):
+        if not self.access_log.exists():
+            return []
+        return [json.loads(l) for l in self.access_log.read_text().splitlines() if l.strip()]
+
+    def access_for(self, uri, count=1, timeout=10.0):
+        """The access-log entries of `uri`, waiting (bounded) for `count`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.access_entries() if e["uri"] == uri]
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{count} access-log entries for {uri} expected, got {found}"
+                return found
+            time.sleep(0.02)
+
+    def wait_error(self, pattern, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while True:
+            hits = [l for l in self.error_lines() if rx.search(l)]
+            if hits or time.monotonic() > deadline:
+                assert hits, f"no error-log line matches {pattern!r}:\n" + "\n".join(self.error_lines()[-20:])
+                return hits
+            time.sleep(0.02)
+
+    def cause_lines(self, uri=None):
+        lines = [l for l in self.error_lines() if "upstream_cause=" in l]
+        if uri is not None:
+            lines = [l for l in lines if f'request: "' in l and f" {uri} HTTP/" in l]
+        return lines
+
+
+@pytest.fixture
+def nginx_factory(tmp_path):
+    started = []
+
+    def make(http_body, **kw):
+        n = Nginx(tmp_path / f"nginx{len(started)}", http_body, **kw)
+        started.append(n)
+        return n.start()
+
+    yield make
+    for n in started:
+        n.stop()
+    for n in started:
+        crashes = [l for l in n.error_lines() if "exited on signal" in l or "panicked at" in l
+                   or "upstream_cause: internal error" in l]
+        assert not crashes, "worker crashed or alerted:\n" + "\n".join(crashes)
+
+
+class GoService:
+    def __init__(self, log_path: Path):
+        self.port = free_port()
+        self.log_path = log_path
+        self.start()
+
+    def start(self):
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [GO_SERVICE], env={**os.environ, "LISTEN": f"127.0.0.1:{self.port}"},
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_port(self.port, proc=self.proc)
+
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        stop(self.proc)
+        self.log.close()
+
+
+@pytest.fixture
+def go_service(tmp_path):
+    svc = GoService(tmp_path / "go-service.log")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def faults(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "faults.log", "w")
+    proc = subprocess.Popen([sys.executable, str(FAULTS), f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    wait_port(port, proc=proc)
+    yield port
+    stop(proc)
+    log.close()
