@@ -123,6 +123,8 @@ class Nginx:
         self.conf.write_text(
             f"load_module {MODULE};\n"
             f"daemon off;\nmaster_process on;\nworker_processes {workers};\n"
+            # pytest's tmp dirs are private to their owner: workers run as that owner
+            + ("user root;\n" if os.geteuid() == 0 else "") +
             f"pid {prefix}/logs/nginx.pid;\n"
             f"error_log {self.error_log} {error_level};\n"
             f"{main_extra}\n"

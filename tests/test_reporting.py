@@ -1,0 +1,211 @@
+"""Where the cause is reported, and where it must not be: retries and the
+list, error_page, HEAD, an upstream's own 5xx and forged headers, `off`,
+log levels, keepalive on both sides, balancers."""
+import http.client
+
+import pytest
+
+from conftest import dead_port
+
+REFUSED_DETAIL = "connect() failed (111: Connection refused) while connecting to upstream"
+
+
+@pytest.fixture
+def env(nginx_factory, go_service, faults):
+    refused = dead_port()
+    go = go_service.port
+    body = f"""
+    upstream_cause_header X-Upstream-Cause;
+    upstream first_refuses {{ server 127.0.0.1:{refused}; server 127.0.0.1:{go}; }}
+    upstream both_refuse {{ server 127.0.0.1:{refused}; server 127.0.0.1:{dead_port()}; }}
+    upstream go_keepalive {{ server 127.0.0.1:{go}; keepalive 4; }}
+    upstream lc {{ least_conn; server 127.0.0.1:{refused}; keepalive 2; }}
+    upstream hashed {{ hash $request_uri consistent; server 127.0.0.1:{refused}; }}
+    server {{
+        listen 127.0.0.1:@PORT@;
+        proxy_next_upstream error timeout;
+        location /retry/ {{ proxy_pass http://first_refuses/; }}
+        location /all-refuse/ {{ proxy_pass http://both_refuse/; }}
+        location /go/ {{ proxy_pass http://127.0.0.1:{go}/; }}
+        location /faults/ {{ proxy_pass http://127.0.0.1:{faults}/; }}
+        location /gone/ {{ proxy_pass http://127.0.0.1:{refused}/; }}
+        location /pretty/ {{ proxy_pass http://127.0.0.1:{refused}/; error_page 502 /50x.html; }}
+        location /intercept/ {{ proxy_pass http://127.0.0.1:{go}/; proxy_intercept_errors on;
+                                error_page 502 /50x.html; }}
+        location = /50x.html {{ }}
+        location /off/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{go}/; }}
+        location /off-gone/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{refused}/; }}
+        location /warn/ {{ upstream_cause_log warn; proxy_pass http://127.0.0.1:{refused}/; }}
+        location /nolog/ {{ upstream_cause_log off; proxy_pass http://127.0.0.1:{refused}/; }}
+        location /ka/ {{ proxy_pass http://go_keepalive/; proxy_http_version 1.1;
+                         proxy_set_header Connection ""; }}
+        location /lc/ {{ proxy_pass http://lc/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+        location /hash/ {{ proxy_pass http://hashed/; }}
+    }}
+    """
+    return nginx_factory(body), go, refused
+
+
+def test_retry_to_a_live_peer_lists_the_failed_attempt_only(env):
+    nginx, go, refused = env
+    r = nginx.get("/retry/ok")
+    assert r.status == 200 and r.body == b"ok\n"
+    assert r.header("X-Upstream-Cause") is None
+    (e,) = nginx.access_for("/retry/ok")
+    assert e["upstream_addr"] == f"127.0.0.1:{refused}, 127.0.0.1:{go}"
+    assert e["upstream_status"] == "502, 200"
+    assert e["upstream_cause_list"] == "connect_refused, -"
+    assert e["upstream_cause"] == "" and e["upstream_cause_detail"] == ""
+    assert nginx.cause_lines() == []
+
+
+def test_every_peer_refuses(env):
+    nginx, _, _ = env
+    r = nginx.get("/all-refuse/x")
+    assert r.status == 502 and r.header("X-Upstream-Cause") == "connect_refused"
+    (e,) = nginx.access_for("/all-refuse/x")
+    assert e["upstream_cause_list"] == "connect_refused, connect_refused"
+    (line,) = nginx.cause_lines("/all-refuse/x")
+    assert 'attempts=2 ' in line and 'causes="connect_refused, connect_refused"' in line
+
+
+def test_error_page_keeps_header_and_variables(env):
+    nginx, _, refused = env
+    r = nginx.get("/pretty/x")
+    assert r.status == 502
+    assert r.body == b"custom 50x page\n"
+    assert r.header("X-Upstream-Cause") == "connect_refused"
+    (e,) = nginx.access_for("/pretty/x")
+    assert e["upstream_cause"] == "connect_refused"
+    assert e["upstream_cause_detail"] == REFUSED_DETAIL
+    assert e["upstream_cause_list"] == "connect_refused"
+    (line,) = nginx.cause_lines("/pretty/x")
+    assert f"upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:{refused} " in line
+
+
+def test_head_gets_the_header(env):
+    nginx, _, _ = env
+    r = nginx.get("/gone/x", method="HEAD")
+    assert r.status == 502 and r.body == b""
+    assert r.header("X-Upstream-Cause") == "connect_refused"
+    r = nginx.get("/pretty/y", method="HEAD")
+    assert r.status == 502 and r.header("X-Upstream-Cause") == "connect_refused"
+
+
+def test_upstream_own_502_is_via_upstream_and_forgery_is_stripped(env):
+    nginx, _, _ = env
+    r = nginx.get("/go/bad-gateway")
+    assert r.status == 502
+    assert r.body == b"the backend's own 502\n"
+    assert r.header("X-Upstream-Cause") == "via_upstream"  # exactly one value, ours
+    (e,) = nginx.access_for("/go/bad-gateway")
+    assert e["upstream_cause"] == "via_upstream"
+    assert e["upstream_cause_list"] == "via_upstream"
+    assert e["upstream_cause_detail"] == ""
+    assert nginx.cause_lines() == []  # not a gateway failure: no enriched line
+
+
+def test_intercepted_own_502_is_via_upstream(env):
+    nginx, _, _ = env
+    r = nginx.get("/intercept/bad-gateway")
+    assert r.status == 502 and r.body == b"custom 50x page\n"
+    assert r.header("X-Upstream-Cause") == "via_upstream"
+
+
+def test_forged_header_on_a_success_never_reaches_the_client(env):
+    nginx, _, _ = env
+    for path in ("/faults/forged-ok", "/faults/own502"):
+        r = nginx.get(path)
+        values = [v for k, v in r.headers if k.lower() == "x-upstream-cause"]
+        assert "forged-by-backend" not in values
+    assert nginx.get("/faults/forged-ok").header("X-Upstream-Cause") is None
+    assert nginx.get("/faults/own502").header("X-Upstream-Cause") == "via_upstream"
+
+
+def test_off_location_reports_nothing(env):
+    nginx, _, _ = env
+    for path in ("/off/ping", "/off-gone/x", "/off/bad-gateway"):
+        r = nginx.get(path)
+        assert r.status == 502
+        assert r.header("X-Upstream-Cause") is None  # ours is off, the forged one still stripped
+        (e,) = nginx.access_for(path)
+        assert e["upstream_cause"] == e["upstream_cause_list"] == e["upstream_cause_detail"] == ""
+    assert nginx.cause_lines() == []
+
+
+def test_log_level_is_configurable(env):
+    nginx, _, _ = env
+    nginx.get("/warn/x")
+    (line,) = nginx.wait_error(r"upstream_cause=connect_refused .*/warn/x")
+    assert "[warn] " in line
+    r = nginx.get("/nolog/x")
+    assert r.header("X-Upstream-Cause") == "connect_refused"
+    assert nginx.access_for("/nolog/x")[0]["upstream_cause"] == "connect_refused"
+    assert nginx.cause_lines("/nolog/x") == []
+
+
+def test_error_log_above_the_level_gets_no_line(nginx_factory):
+    refused = dead_port()
+    nginx = nginx_factory(f"""
+    server {{ listen 127.0.0.1:@PORT@;
+        location / {{ proxy_pass http://127.0.0.1:{refused}; }}
+        location /crit/ {{ upstream_cause_log crit; proxy_pass http://127.0.0.1:{refused}; }}
+    }}""", error_level="crit")
+    assert nginx.get("/x").status == 502
+    assert nginx.get("/crit/x").status == 502
+    assert nginx.access_for("/x")[0]["upstream_cause"] == "connect_refused"
+    nginx.access_for("/crit/x")
+    assert nginx.cause_lines("/x") == []
+    (line,) = nginx.cause_lines("/crit/x")
+    assert "[crit] " in line
+
+
+def test_keepalive_client_does_not_leak_causes_between_requests(env):
+    nginx, _, _ = env
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=15)
+    try:
+        seen = []
+        for path in ("/gone/a", "/go/ok", "/pretty/b", "/go/ok?again"):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            seen.append((r.status, r.getheader("X-Upstream-Cause")))
+    finally:
+        conn.close()
+    assert seen == [(502, "connect_refused"), (200, None), (502, "connect_refused"), (200, None)]
+    oks = nginx.access_for("/go/ok") + nginx.access_for("/go/ok?again")
+    assert all(e["upstream_cause"] == "" and e["upstream_cause_list"] == "-" for e in oks)
+
+
+def test_upstream_keepalive_connections_are_reused_cleanly(env):
+    nginx, go, _ = env
+    for i in range(5):
+        r = nginx.get(f"/ka/ok?{i}")
+        assert r.status == 200 and r.header("X-Upstream-Cause") is None
+    r = nginx.get("/ka/ping")
+    assert r.status == 502 and r.header("X-Upstream-Cause") == "upstream_prematurely_closed"
+    r = nginx.get("/ka/ok?after")
+    assert r.status == 200 and r.header("X-Upstream-Cause") is None
+
+
+@pytest.mark.parametrize("prefix", ["/lc", "/hash"])
+def test_other_balancers_are_wrapped_too(env, prefix):
+    nginx, _, refused = env
+    r = nginx.get(f"{prefix}/x")
+    assert r.status == 502 and r.header("X-Upstream-Cause") == "connect_refused"
+    (e,) = nginx.access_for(f"{prefix}/x")
+    assert e["upstream_cause_detail"] == REFUSED_DETAIL
+    assert e["upstream_addr"] == f"127.0.0.1:{refused}"
+
+
+def test_http10_client(env):
+    nginx, _, _ = env
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=15)
+    conn._http_vsn, conn._http_vsn_str = 10, "HTTP/1.0"
+    try:
+        conn.request("GET", "/gone/http10")
+        r = conn.getresponse()
+        r.read()
+    finally:
+        conn.close()
+    assert r.status == 502 and r.getheader("X-Upstream-Cause") == "connect_refused"
