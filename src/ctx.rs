@@ -6,6 +6,7 @@
 //! our handler and our request. Subrequests share the pool, hence the
 //! stored `r`.
 
+use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 
@@ -35,6 +36,22 @@ pub struct Records {
     pub detail_len: usize,
     /// The attempt `detail` belongs to.
     pub detail_idx: usize,
+    /// Each attempt's cause, once classified, keyed by the nginx state it
+    /// was computed from (status, header received): the variables, the
+    /// header and the log line all ask, classification runs once. Cleared
+    /// when a new observation arrives.
+    memo: [Cell<Option<Memo>>; MAX_ATTEMPTS],
+}
+
+type Memo = (u16, bool, Option<Cause>);
+
+impl Records {
+    /// Forgets attempt `idx`'s cause: something new was observed.
+    pub fn observed(&self, idx: usize) {
+        if let Some(m) = self.memo.get(idx) {
+            m.set(None);
+        }
+    }
 }
 
 pub struct Ctx {
@@ -129,6 +146,7 @@ impl Ctx {
                         detail: [0; DETAIL_MAX],
                         detail_len: 0,
                         detail_idx: 0,
+                        memo: [const { Cell::new(None) }; MAX_ATTEMPTS],
                     },
                 )
             };
@@ -175,12 +193,23 @@ impl Ctx {
         let status = u16::try_from(st.status).unwrap_or(0);
         match self.recorded(idx) {
             Some(a) => {
+                // SAFETY: `recorded` found an attempt, so the records exist.
+                let memo = unsafe { &(*self.records).memo[idx] };
+                if let Some((s, h, cause)) = memo.get() {
+                    if (s, h) == (status, header_received) {
+                        return cause;
+                    }
+                }
                 let o = Observation {
                     header_received: a.obs.header_received || header_received,
                     status,
                     ..a.obs
                 };
-                classify(&o)
+                // SAFETY: r is live, and so is its connection's log.
+                let log = unsafe { (*(*self.r).connection).log };
+                let cause = crate::trace::with_log(log, || classify(&o));
+                memo.set(Some((status, header_received, cause)));
+                cause
             }
             None if header_received && status >= 500 => Some(Cause::ViaUpstream),
             None => None,
@@ -220,5 +249,8 @@ pub fn record_end(ctx: &mut Ctx, idx: usize, end: End, obs: Observation) {
         let message = if a.recorded { a.obs.message } else { None };
         a.obs = Observation { end, message, ..obs };
         a.recorded = true;
+    }
+    if let Some(recs) = ctx.records() {
+        recs.observed(idx);
     }
 }

@@ -20,6 +20,7 @@ mod filter;
 mod logline;
 mod peer;
 mod tap;
+mod trace;
 mod vars;
 
 use conf::LocConf;
@@ -106,6 +107,8 @@ impl HttpModule for Module {
             if unsafe { peer::wrap_all(cf, &mut mcf.wrapped) }.is_err() {
                 return Status::NGX_ERROR.into();
             }
+
+            trace::install();
 
             // SAFETY: the header filter chain is only changed at configuration time.
             unsafe {

@@ -173,6 +173,7 @@ fn capture(l: &ngx_log_t, line: &[u8]) {
     }
     a.obs.message = Some(parsed);
     a.recorded = true;
+    recs.observed(idx);
     let n = msg.len().min(DETAIL_MAX);
     recs.detail[..n].copy_from_slice(&msg[..n]);
     recs.detail_len = n;

@@ -209,3 +209,24 @@ def test_http10_client(env):
     finally:
         conn.close()
     assert r.status == 502 and r.getheader("X-Upstream-Cause") == "connect_refused"
+
+
+def test_classification_is_traced_in_the_debug_log(nginx_factory):
+    """The core's decisions reach nginx's debug log (nginx --with-debug,
+    error_log at debug), once per attempt however many places render it."""
+    refused = dead_port()
+    body = f"upstream_cause_header X-C; server {{ listen 127.0.0.1:@PORT@; " \
+           f"location / {{ proxy_pass http://127.0.0.1:{refused}; }} }}"
+    nginx = nginx_factory(body, error_level="debug")
+    assert nginx.get("/x").header("X-C") == "connect_refused"
+    nginx.access_for("/x")
+    traced = [l for l in nginx.error_lines() if "upstream_cause: classified attempt" in l]
+    assert len(traced) == 1, traced
+    assert "[debug] " in traced[0] and "cause=Some(ConnectRefused)" in traced[0] and "errno=Some(111)" in traced[0]
+
+
+def test_no_debug_events_above_debug_level(env):
+    nginx, _, _ = env
+    nginx.get("/gone/x")
+    nginx.access_for("/gone/x")
+    assert not [l for l in nginx.error_lines() if "[debug]" in l]

@@ -45,6 +45,14 @@ impl<'a> FixedBuf<'a> {
     }
 }
 
+impl core::fmt::Write for FixedBuf<'_> {
+    /// Cuts at the buffer's end, like [`Sink::put`]; never fails.
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.put(s.as_bytes());
+        Ok(())
+    }
+}
+
 impl Sink for FixedBuf<'_> {
     fn put(&mut self, bytes: &[u8]) {
         let room = self.buf.len() - self.len;
