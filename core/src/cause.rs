@@ -171,3 +171,92 @@ impl core::fmt::Display for Cause {
         f.write_str(self.code())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's cause table, row by row: `| `code` | status | hint |`.
+    fn readme_rows() -> Vec<(String, String, String)> {
+        include_str!("../../README.md")
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                (cells.len() == 5 && Cause::from_code(code).is_some())
+                    .then(|| (code.to_string(), cells[2].to_string(), cells[3].to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn codes_are_stable_snake_case_and_round_trip() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in Cause::ALL.iter().enumerate() {
+            assert!(c.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{c}");
+            assert!(seen.insert(c.code()), "duplicate code {c}");
+            assert_eq!(Cause::from_code(c.code()), Some(*c));
+            assert_eq!(Cause::from_u8(c.to_u8()), Some(*c));
+            assert_eq!(
+                usize::from(c.to_u8()),
+                i + 1,
+                "ALL is in declaration order, 0 means none"
+            );
+            assert_eq!(c.to_string(), c.code());
+        }
+        assert_eq!(Cause::ALL.len(), 18);
+        assert_eq!(Cause::from_code("Connect_Refused"), None);
+        assert_eq!(Cause::from_u8(0), None);
+        assert_eq!(Cause::from_u8(19), None);
+    }
+
+    #[test]
+    fn default_statuses_follow_the_spec_table() {
+        for c in Cause::ALL {
+            let want = match c {
+                Cause::ConnectTimeout | Cause::SendTimeout | Cause::ReadTimeout => Some(504),
+                Cause::ViaUpstream | Cause::ResponseTruncated => None,
+                Cause::ClientClosed => Some(499),
+                _ => Some(502),
+            };
+            assert_eq!(c.default_status(), want, "{c}");
+            assert_eq!(c.is_gateway_failure(), c != Cause::ViaUpstream, "{c}");
+        }
+    }
+
+    #[test]
+    fn hints_are_one_printable_sentence() {
+        for c in Cause::ALL {
+            let h = c.hint();
+            assert!(h.len() > 30 && h.len() < 140, "{c}: {h}");
+            assert!(
+                h.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+                "{c}"
+            );
+            assert!(!h.ends_with('.') && h.contains(": "), "{c}: what, then where to look");
+        }
+        assert_eq!(
+            Cause::ConnectRefused.hint(),
+            "nothing listens on the upstream port: the backend process is down or restarting"
+        );
+    }
+
+    #[test]
+    fn the_readme_documents_every_code_with_its_status_and_hint() {
+        let rows = readme_rows();
+        assert_eq!(rows.len(), Cause::ALL.len(), "one README row per code");
+        for (code, status, hint) in rows {
+            let c = Cause::from_code(&code).unwrap();
+            let want = c.default_status().map_or(
+                if c == Cause::ViaUpstream {
+                    "5xx".into()
+                } else {
+                    "any".into()
+                },
+                |s| s.to_string(),
+            );
+            assert_eq!(status, want, "{code}");
+            assert_eq!(hint, c.hint(), "{code}");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+# Shortcuts; the scripts are the source of truth (and install what they need).
+.PHONY: demo test check unittest build clean
+
+demo:            ## build, start the Go service and nginx, show both 502s told apart
+	bash scripts/demo.sh
+
+test:            ## the whole suite, as CI runs it
+	bash scripts/test.sh
+
+check:           ## format and lints only
+	cargo fmt --all --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+
+unittest:        ## the pure core's unit tests only
+	cargo test --release --locked -p upstream-cause-core
+
+build:           ## the module, the matching nginx and the Go service, under .work/
+	bash -c 'source scripts/lib.sh && build_all'
+
+clean:
+	rm -rf .work target
