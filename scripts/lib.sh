@@ -38,6 +38,13 @@ need_cargo() {
     command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup), 1.81 or newer" >&2; return 1; }
 }
 
+# The test suite also checks formatting and lints.
+need_rust_tools() {
+    need_cargo
+    cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt not found: rustup component add rustfmt" >&2; return 1; }
+    cargo clippy --version >/dev/null 2>&1 || { echo "clippy not found: rustup component add clippy" >&2; return 1; }
+}
+
 # Builds the module and the matching vendored nginx (release), and the Go
 # service; links the results under .work/.
 build_all() {

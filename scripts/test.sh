@@ -5,6 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 
 need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+need_rust_tools
 build_all
 
 say "format and lints"
