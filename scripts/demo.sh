@@ -28,9 +28,14 @@ NGINX=("$WORK/bin/nginx" -p "$DEMO/" -c conf/nginx.conf -e logs/error.log)
 
 GO_PID=
 cleanup() {
-    [ -f "$DEMO/logs/nginx.pid" ] && "${NGINX[@]}" -s quit 2>/dev/null || true
+    local pid
+    pid=$(cat "$DEMO/logs/nginx.pid" 2>/dev/null) || pid=
+    [ -n "$pid" ] && "${NGINX[@]}" -s quit 2>/dev/null || true
     [ -n "$GO_PID" ] && kill "$GO_PID" 2>/dev/null || true
     wait 2>/dev/null || true
+    # nginx is a daemon here: wait (bounded) until its pid file is gone
+    for _ in $(seq 100); do [ -f "$DEMO/logs/nginx.pid" ] || break; sleep 0.05; done
+    [ -n "$pid" ] && [ -f "$DEMO/logs/nginx.pid" ] && kill -TERM "$pid" 2>/dev/null || true
 }
 trap cleanup EXIT
 
