@@ -23,6 +23,10 @@ MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE", str(ROOT / ".work/modules/ngx_h
 GO_SERVICE = os.environ.get("GO_SERVICE", str(ROOT / ".work/bin/go-service"))
 FAULTS = ROOT / "docker/faults/faults.py"
 
+# nginx's own texts, as $upstream_cause_detail and the log line carry them
+REFUSED_DETAIL = "connect() failed (111: Connection refused) while connecting to upstream"
+CLOSED_DETAIL = "upstream prematurely closed connection while reading response header from upstream"
+
 JSON_FORMAT = (
     "log_format cause_json escape=json '{"
     '"status":"$status","uri":"$request_uri","method":"$request_method",'

@@ -5,9 +5,8 @@ import http.client
 
 import pytest
 
-from conftest import dead_port
+from conftest import REFUSED_DETAIL, dead_port
 
-REFUSED_DETAIL = "connect() failed (111: Connection refused) while connecting to upstream"
 
 
 @pytest.fixture

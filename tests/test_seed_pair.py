@@ -5,10 +5,8 @@ import re
 
 import pytest
 
-from conftest import dead_port, wait_closed
+from conftest import REFUSED_DETAIL, CLOSED_DETAIL, dead_port, wait_closed
 
-REFUSED_DETAIL = "connect() failed (111: Connection refused) while connecting to upstream"
-CLOSED_DETAIL = "upstream prematurely closed connection while reading response header from upstream"
 REFUSED_HINT = "nothing listens on the upstream port: the backend process is down or restarting"
 CLOSED_HINT = (
     "the upstream closed the connection without answering: its request handler crashed or panicked (see its log)"
