@@ -51,7 +51,9 @@ class Handler(socketserver.BaseRequestHandler):
             if path == b"/close":
                 return
             if path == b"/reset":
+                # close here: socketserver would shut down (FIN) before closing
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
                 return
             if path == b"/half":
                 s.sendall(b"HTTP/1.1 2")
