@@ -35,7 +35,7 @@ BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-
 TEST_PACKAGES=(python3 python3-pytest iproute2 procps)
 
 need_cargo() {
-    command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup), 1.81 or newer" >&2; return 1; }
+    command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup, or Debian trixie's cargo), 1.85 or newer" >&2; return 1; }
 }
 
 # The test suite also checks formatting and lints.
@@ -59,4 +59,33 @@ build_all() {
     ln -sf "$nginx" "$WORK/bin/nginx"
     say "building the Go service"
     (cd "$ROOT/docker/go-service" && GOFLAGS=-mod=mod go build -o "$WORK/bin/go-service" .)
+}
+
+# Against an installed distro nginx: Debian's/Ubuntu's nginx-dev ships the
+# configured source in /usr/share/nginx/src with its configure flags; nginx's
+# configure is run on a copy (objs/ is what the bindings need), then cargo
+# builds without the vendored nginx.
+DISTRO_PACKAGES=(nginx nginx-dev libclang-dev gcc make)
+DISTRO_SRC=/usr/share/nginx/src
+
+configure_distro_nginx() {  # dir: where to configure the copy
+    local dir=$1
+    [ -f "$DISTRO_SRC/conf_flags" ] || { echo "$DISTRO_SRC/conf_flags not found: install nginx-dev" >&2; return 1; }
+    rm -rf "$dir"
+    cp -r "$DISTRO_SRC" "$dir"
+    # shellcheck disable=SC1091
+    (cd "$dir" && source ./conf_flags && ./configure "${NGX_CONF_FLAGS[@]}" >configure.log 2>&1) || {
+        tail -20 "$dir/configure.log" >&2
+        return 1
+    }
+}
+
+build_distro() {  # target dir for cargo; prints the path of the built module
+    local target=${1:-$ROOT/target/distro}
+    local nginx_dir="$target/nginx-src"
+    mkdir -p "$target"
+    [ -f "$nginx_dir/objs/ngx_auto_config.h" ] || configure_distro_nginx "$nginx_dir"
+    (cd "$ROOT" && NGINX_SOURCE_DIR="$nginx_dir" NGINX_BUILD_DIR="$nginx_dir/objs" \
+        cargo build --release --locked --no-default-features --target-dir "$target" >&2)
+    echo "$target/release/libngx_http_upstream_cause_module.so"
 }

@@ -182,7 +182,7 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     }
 
     // A failure with no flag and no recognised text.
-    Some(if !o.connected && o.phase().map_or(true, |p| p == Phase::Connect) {
+    Some(if !o.connected && o.phase().is_none_or(|p| p == Phase::Connect) {
         connect_cause(o.errno())
     } else if o.header_bytes > 0 {
         Cause::InvalidHeader
