@@ -1,5 +1,5 @@
 # Shortcuts; the scripts are the source of truth (and install what they need).
-.PHONY: demo test check unittest build clean
+.PHONY: demo test check unittest build clean docker
 
 demo:            ## build, start the Go service and nginx, show both 502s told apart
 	bash scripts/demo.sh
@@ -19,3 +19,6 @@ build:           ## the module, the matching nginx and the Go service, under .wo
 
 clean:
 	rm -rf .work target
+
+docker:          ## the Docker harness (makes the base image offline, vendors crates)
+	bash scripts/docker-test.sh

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""The dockerized scenarios: real failures across real containers, seen
+through nginx with the module. HTTP to nginx only; the logs of nginx and of
+the Go services come from read-only volumes. Prints one line per scenario
+and a closing `N passed, N failed`; exits non-zero on any failure.
+
+Every wait is bounded; no step sleeps where a log line or a status can be
+polled instead.
+"""
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+from urllib.parse import urlparse
+
+NGINX = urlparse(os.environ.get("NGINX_URL", "http://nginx:8080"))
+NGINX_LOGS = Path(os.environ.get("NGINX_LOGS", "/logs/nginx"))
+GO_LOGS = Path(os.environ.get("GO_LOGS", "/logs/go"))
+ACCESS = NGINX_LOGS / "access.json"
+ERROR = NGINX_LOGS / "error.log"
+
+HINTS = {
+    "connect_refused": "nothing listens on the upstream port: the backend process is down or restarting",
+    "upstream_prematurely_closed": "the upstream closed the connection without answering: "
+                                   "its request handler crashed or panicked (see its log)",
+    "connect_unreachable": "no route to the upstream host: the host or its network is gone, or the address is stale",
+}
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failed(what)
+
+
+def lines(path):
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def wait_for(what, probe, timeout=30.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise Failed(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+class Result:
+    def __init__(self, uri, status, header, body, seconds, access, enriched):
+        self.uri, self.status, self.header, self.body = uri, status, header, body
+        self.seconds, self.access, self.enriched = seconds, access, enriched
+
+    @property
+    def cause(self):
+        return self.access["upstream_cause"]
+
+    def summary(self):
+        a = self.access
+        return (f"{self.uri} -> {self.status} X-Upstream-Cause={self.header or '-'} "
+                f'upstream_cause="{a["upstream_cause"]}" list="{a["upstream_cause_list"]}" '
+                f'detail="{a["upstream_cause_detail"]}" ({self.seconds:.1f}s)')
+
+
+def get(uri, timeout=40):
+    """GET through nginx; waits for the request's access-log entry and its
+    enriched error-log line (if the request failed)."""
+    seen_access, seen_error = len(lines(ACCESS)), len(lines(ERROR))
+    start = time.monotonic()
+    conn = http.client.HTTPConnection(NGINX.hostname, NGINX.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", uri)
+        r = conn.getresponse()
+        headers = [v for k, v in r.getheaders() if k.lower() == "x-upstream-cause"]
+        try:
+            body = r.read()
+        except http.client.IncompleteRead as e:
+            body = e.partial + b" <truncated>"
+        status = r.status
+    finally:
+        conn.close()
+    seconds = time.monotonic() - start
+    check(len(headers) <= 1, f"{uri}: {len(headers)} X-Upstream-Cause headers: {headers}")
+    entries = wait_for(f"the access-log entry of {uri}", lambda: [
+        e for e in map(json.loads, lines(ACCESS)[seen_access:]) if e["request_uri"] == uri])
+    access = entries[0]
+    enriched = [l for l in lines(ERROR)[seen_error:]
+                if "upstream_cause=" in l and f'request: "GET {uri} HTTP/1.1"' in l]
+    return Result(uri, status, headers[0] if headers else None, body, seconds, access, enriched)
+
+
+def expect_failure(r, status, cause, detail=None, detail_has=None):
+    check(r.status == status, f"{r.uri}: status {r.status}, expected {status}")
+    check(r.header == cause, f"{r.uri}: header {r.header!r}, expected {cause!r}")
+    a = r.access
+    check(a["upstream_cause"] == cause, f"{r.uri}: $upstream_cause {a['upstream_cause']!r}, expected {cause!r}")
+    if detail is not None:
+        check(a["upstream_cause_detail"] == detail, f"{r.uri}: detail {a['upstream_cause_detail']!r}")
+    if detail_has is not None:
+        check(detail_has in a["upstream_cause_detail"], f"{r.uri}: detail {a['upstream_cause_detail']!r}"
+                                                        f" lacks {detail_has!r}")
+    check(len(r.enriched) == 1, f"{r.uri}: {len(r.enriched)} enriched lines")
+    line = r.enriched[0]
+    m = re.search(r'upstream_cause=(\S+) status=(\d+) attempts=(\d+) peer=(\S+) causes="([^"]*)" '
+                  r'detail="((?:[^"\\]|\\.)*)" hint="([^"]+)", client: ', line)
+    check(m, f"{r.uri}: enriched line not in SPEC form: {line}")
+    check(m.group(1) == cause and m.group(2) == str(status), f"{r.uri}: {line}")
+    check(m.group(4) == a["upstream_addr"].split(", ")[-1], f"{r.uri}: peer {m.group(4)} vs {a['upstream_addr']}")
+    if cause in HINTS:
+        check(m.group(7) == HINTS[cause], f"{r.uri}: hint {m.group(7)!r}")
+
+
+def expect_success(r):
+    check(r.status == 200, f"{r.uri}: status {r.status}")
+    check(r.header is None, f"{r.uri}: header {r.header!r} on a success")
+    check(r.access["upstream_cause"] == "", f"{r.uri}: $upstream_cause {r.cause!r}")
+    check(not r.enriched, f"{r.uri}: enriched line on a success: {r.enriched}")
+
+
+# --- scenarios ---------------------------------------------------------------
+
+def s1_ok():
+    r = get("/go/ok")
+    expect_success(r)
+    check(r.body == b"ok\n", f"body {r.body!r}")
+    check(r.access["upstream_cause_list"] == "-", r.access)
+    return [r.summary()]
+
+
+def s2_request_level_panic():
+    r = get("/go/ping")
+    expect_failure(r, 502, "upstream_prematurely_closed",
+                   detail="upstream prematurely closed connection while reading response header from upstream")
+    log = wait_for("http: panic serving in the go-service log",
+                   lambda: [l for l in lines(GO_LOGS / "go-service.log") if "http: panic serving" in l])
+    return [r.summary(), "go-service: " + log[-1][:140], "enriched: " + r.enriched[0].split("] ", 1)[1][:400]]
+
+
+def s3_service_level_panic_supervised():
+    exits_before = sum("supervise: go-service exited" in l for l in lines(GO_LOGS / "go-service.log"))
+    crash = get("/go/crash")
+    check(crash.status == 502, f"/go/crash: {crash.status}")
+    wait_for("the supervisor to see the exit", lambda: sum(
+        "supervise: go-service exited" in l for l in lines(GO_LOGS / "go-service.log")) > exits_before)
+    down = get("/go/ok")
+    expect_failure(down, 502, "connect_refused",
+                   detail="connect() failed (111: Connection refused) while connecting to upstream")
+    start = time.monotonic()
+    tries = []
+
+    def recovered():
+        tries.append(get("/go/ok"))
+        return tries[-1].status == 200
+
+    wait_for("the restarted service to answer", recovered, timeout=30, every=0.5)
+    back = tries[-1]
+    expect_success(back)
+    return [crash.summary(), "while down: " + down.summary(),
+            f"after restart: {back.summary()}, {time.monotonic() - start:.1f}s and {len(tries)} tries after the 502",
+            "enriched: " + down.enriched[0].split("] ", 1)[1][:400]]
+
+
+def s4_service_level_panic_host_gone():
+    before = get("/gone/ok")
+    expect_success(before)
+    crash = get("/gone/crash")
+    check(crash.status == 502, f"/gone/crash: {crash.status}")
+    wait_for("go-service-gone's network to go down",
+             lambda: any("gone: network down" in l for l in lines(GO_LOGS / "go-service-gone.log")))
+    # While nginx's kernel still holds the vanished host's neighbour entry
+    # as reachable, SYNs go nowhere: with a 2 s connect timeout (under the
+    # 3 s an ARP resolution takes to fail) it is always connect_timeout.
+    first = get("/gone/ok")
+    expect_failure(first, 504, "connect_timeout",
+                   detail="upstream timed out (110: Connection timed out) while connecting to upstream")
+    # With a longer timeout, once the neighbour entry has failed the kernel
+    # answers connect() with EHOSTUNREACH: connect_unreachable.
+    start = time.monotonic()
+    polls = []
+
+    def unreachable():
+        r = get("/gone-wait/ok")
+        polls.append(r)
+        if r.cause == "connect_timeout":
+            expect_failure(r, 504, "connect_timeout")
+            return False
+        return True
+
+    wait_for("connect_unreachable from the vanished host", unreachable, timeout=150, every=0)
+    last = polls[-1]
+    expect_failure(last, 502, "connect_unreachable",
+                   detail="connect() failed (113: No route to host) while connecting to upstream")
+    again = get("/gone-wait/ok")
+    expect_failure(again, 502, "connect_unreachable", detail_has="(113: No route to host)")
+    waited = f"{time.monotonic() - start:.0f}s after the first, {len(polls) - 1} connect_timeout before it"
+    return [crash.summary(), "host gone, 2s connect timeout: " + first.summary(),
+            f"host gone, 15s connect timeout: {last.summary()}, {waited}",
+            "again: " + again.summary(),
+            "enriched: " + last.enriched[0].split("] ", 1)[1][:400]]
+
+
+def s5_retry_to_a_healthy_peer():
+    r = get("/retry/ok")
+    expect_success(r)
+    a = r.access
+    check(a["upstream_cause_list"] == "connect_unreachable, -", f"list {a['upstream_cause_list']!r}")
+    check(a["upstream_status"] == "502, 200", f"upstream_status {a['upstream_status']!r}")
+    check(len(a["upstream_addr"].split(", ")) == 2, a["upstream_addr"])
+    return [r.summary() + f' upstream_addr="{a["upstream_addr"]}"']
+
+
+FAULTS = [
+    ("/faults/close", 502, "upstream_prematurely_closed",
+     "upstream prematurely closed connection while reading response header from upstream"),
+    ("/faults/reset", 502, "upstream_reset",
+     "recv() failed (104: Connection reset by peer) while reading response header from upstream"),
+    ("/faults/silent", 504, "read_timeout",
+     "upstream timed out (110: Connection timed out) while reading response header from upstream"),
+    ("/faults/invalid", 502, "invalid_header",
+     'upstream sent invalid header: "X-Bad\\x01..." while reading response header from upstream'),
+    ("/faults/big", 502, "header_too_big",
+     "upstream sent too big header while reading response header from upstream"),
+]
+
+
+def s6_faults():
+    out = []
+    for uri, status, cause, detail in FAULTS:
+        r = get(uri)
+        expect_failure(r, status, cause, detail=detail)
+        out.append(r.summary())
+    r = get("/faults/truncate")
+    check(r.status == 200 and r.header is None and r.body.endswith(b"<truncated>"), r.summary())
+    check(r.cause == "response_truncated", r.summary())
+    check(len(r.enriched) == 1 and "upstream_cause=response_truncated status=200 " in r.enriched[0], r.enriched)
+    out.append(r.summary())
+    r = get("/faults/own502")
+    check(r.status == 502 and r.header == "via_upstream", f"{r.uri}: {r.status} {r.header!r}")
+    check(r.cause == "via_upstream" and not r.enriched, r.summary())
+    check(r.body == b"the backend's own 502\n", f"{r.uri}: body {r.body!r}")
+    out.append(r.summary() + " (forged header stripped)")
+    r = get("/faults/forged-ok")
+    check(r.status == 200 and r.header is None, f"{r.uri}: forged header reached the client: {r.header!r}")
+    out.append(r.summary() + " (forged header stripped)")
+    return out
+
+
+SCENARIOS = [
+    ("1 ok", s1_ok),
+    ("2 request-level panic", s2_request_level_panic),
+    ("3 service-level panic, supervised", s3_service_level_panic_supervised),
+    ("4 service-level panic, host gone", s4_service_level_panic_host_gone),
+    ("5 retry to a healthy peer", s5_retry_to_a_healthy_peer),
+    ("6 fault upstream", s6_faults),
+]
+
+
+def main():
+    passed = failed = 0
+    for name, fn in SCENARIOS:
+        try:
+            details = fn()
+        except Failed as e:
+            failed += 1
+            print(f"FAIL  {name}: {e}", flush=True)
+            continue
+        except Exception:  # a broken scenario is a failure too
+            failed += 1
+            print(f"FAIL  {name}: {traceback.format_exc(limit=3)}", flush=True)
+            continue
+        passed += 1
+        print(f"PASS  {name}", flush=True)
+        for d in details:
+            print(f"      {d}", flush=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

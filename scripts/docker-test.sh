@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The dockerized integration tests (docker/compose.yaml), as a user runs them,
+# plus what an offline machine needs first: the Debian base image made from
+# the package registry (docker/base-image.sh), and the crates vendored on the
+# host (build containers here cannot reach crates.io). Tears everything down
+# whatever happens. Exits non-zero if any scenario fails.
+source "$(dirname "$0")/lib.sh"
+
+command -v docker >/dev/null || { echo "docker not found: install Docker Engine with Compose" >&2; exit 1; }
+if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null; then
+    COMPOSE=(docker-compose)   # the standalone tool (Debian bookworm's docker-compose 1.29)
+else
+    need_packages docker-compose
+    COMPOSE=(docker-compose)
+fi
+COMPOSE+=(-f "$ROOT/docker/compose.yaml")
+
+down() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
+trap down EXIT
+
+bash "$ROOT/docker/base-image.sh" trixie
+if command -v cargo >/dev/null; then
+    say "vendoring crates for the image build (cargo vendor)"
+    (cd "$ROOT" && cargo vendor --locked --versioned-dirs --no-delete docker/cargo-vendor >/dev/null)
+fi
+
+down
+say "building the images (${COMPOSE[*]} build)"
+start=$(date +%s)
+"${COMPOSE[@]}" build
+built=$(date +%s)
+say "images built in $((built - start)) s; running the scenarios"
+rc=0
+"${COMPOSE[@]}" up --build --exit-code-from tests || rc=$?
+say "run: $(($(date +%s) - built)) s; build + run: $(($(date +%s) - start)) s; exit status $rc"
+exit "$rc"
