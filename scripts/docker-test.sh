@@ -16,6 +16,7 @@ else
     COMPOSE=(docker-compose)
 fi
 COMPOSE+=(-f "$ROOT/docker/compose.yaml")
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-ngx-upstream-cause}
 
 down() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap down EXIT
