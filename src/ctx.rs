@@ -11,7 +11,9 @@ use core::ffi::c_void;
 use core::ptr;
 
 use ngx::ffi::{ngx_http_request_t, ngx_http_upstream_state_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
+
 use upstream_cause_core::render::Entry;
+use upstream_cause_core::text::{Message, MessageKind};
 use upstream_cause_core::{classify, Cause, End, Observation};
 
 use crate::tap::Tap;
@@ -21,6 +23,8 @@ use crate::tap::Tap;
 pub const MAX_ATTEMPTS: usize = 16;
 /// Bytes of nginx error text kept for the latest failed attempt.
 pub const DETAIL_MAX: usize = 480;
+/// The "attempt" index of a failure before any attempt.
+pub const BEFORE_ANY: usize = usize::MAX;
 
 #[derive(Clone, Copy, Default)]
 pub struct Attempt {
@@ -34,8 +38,11 @@ pub struct Records {
     pub attempts: [Attempt; MAX_ATTEMPTS],
     pub detail: [u8; DETAIL_MAX],
     pub detail_len: usize,
-    /// The attempt `detail` belongs to.
+    /// The attempt `detail` belongs to ([`BEFORE_ANY`] for `pre`).
     pub detail_idx: usize,
+    /// A failure before any attempt (the resolver), when there is no
+    /// upstream state to attribute it to.
+    pub pre: Option<Message>,
     /// Each attempt's cause, once classified, keyed by the nginx state it
     /// was computed from (status, header received): the variables, the
     /// header and the log line all ask, classification runs once. Cleared
@@ -45,7 +52,25 @@ pub struct Records {
 
 type Memo = (u16, bool, Option<Cause>);
 
+/// Appended to the detail of a failure on a connection from the keepalive
+/// cache: its usual fix differs (the upstream's idle timeout is shorter
+/// than nginx's reuse of the connection).
+pub const REUSED_MARK: &[u8] = b" (reused keepalive connection)";
+
 impl Records {
+    /// Marks the detail as a failure on a reused connection, if it is
+    /// attempt `idx`'s and that attempt was on one.
+    pub fn mark_reused(&mut self, idx: usize) {
+        let reused = self.attempts.get(idx).is_some_and(|a| a.recorded && a.obs.reused);
+        let len = self.detail_len;
+        if !reused || self.detail_idx != idx || len == 0 || self.detail[..len].ends_with(REUSED_MARK) {
+            return;
+        }
+        let at = len.min(DETAIL_MAX - REUSED_MARK.len());
+        self.detail[at..at + REUSED_MARK.len()].copy_from_slice(REUSED_MARK);
+        self.detail_len = at + REUSED_MARK.len();
+    }
+
     /// Forgets attempt `idx`'s cause: something new was observed.
     pub fn observed(&self, idx: usize) {
         if let Some(m) = self.memo.get(idx) {
@@ -56,9 +81,6 @@ impl Records {
 
 pub struct Ctx {
     pub r: *mut ngx_http_request_t,
-    /// Index in `r->upstream_states` of the attempt in progress, set by
-    /// `peer.get`: error lines that arrive are attributed to it.
-    pub current: Option<usize>,
     pub records: *mut Records,
     /// The log tap this request armed, if any.
     pub tap: Tap,
@@ -116,7 +138,6 @@ pub fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
             data,
             Ctx {
                 r,
-                current: None,
                 records: ptr::null_mut(),
                 tap: Tap::new(),
             },
@@ -146,6 +167,7 @@ impl Ctx {
                         detail: [0; DETAIL_MAX],
                         detail_len: 0,
                         detail_idx: 0,
+                        pre: None,
                         memo: [const { Cell::new(None) }; MAX_ATTEMPTS],
                     },
                 )
@@ -200,7 +222,15 @@ impl Ctx {
                         return cause;
                     }
                 }
+                // An attempt seen only through its log line (no balancer
+                // wrapper: `proxy_pass http://$var` to an address) ends
+                // when nginx stores the status it failed with.
+                let end = match a.obs.end {
+                    End::Open if status >= 500 && !header_received => End::Failed,
+                    end => end,
+                };
                 let o = Observation {
+                    end,
                     header_received: a.obs.header_received || header_received,
                     status,
                     ..a.obs
@@ -216,8 +246,27 @@ impl Ctx {
         }
     }
 
-    /// Entries for `$upstream_cause_list`, one per upstream state.
+    /// The failure before any attempt, if that is all there is.
+    fn before_any(&self) -> Option<Cause> {
+        if !self.states().is_empty() {
+            return None;
+        }
+        // SAFETY: null or our records.
+        let pre = unsafe { self.records.as_ref()? }.pre?;
+        match pre.kind {
+            MessageKind::ResolveFailed => Some(Cause::ResolveFailed),
+            MessageKind::NoLiveUpstreams => Some(Cause::NoLiveUpstreams),
+            _ => None,
+        }
+    }
+
+    /// Entries for `$upstream_cause_list`, one per upstream state (or the
+    /// one failure before any attempt).
     pub fn entries<'a>(&self, buf: &'a mut [Entry; 64]) -> &'a [Entry] {
+        if let Some(cause) = self.before_any() {
+            buf[0] = Entry::Attempt(Some(cause));
+            return &buf[..1];
+        }
         let states = self.states();
         let n = states.len().min(buf.len());
         for (i, st) in states.iter().take(n).enumerate() {
@@ -232,6 +281,9 @@ impl Ctx {
 
     /// The final cause: the last attempt's, if it made the response.
     pub fn final_cause(&self) -> Option<(Cause, usize)> {
+        if let Some(cause) = self.before_any() {
+            return Some((cause, BEFORE_ANY));
+        }
         let n = self.states().len();
         let last = n.checked_sub(1)?;
         // SAFETY: r is live.
@@ -239,6 +291,24 @@ impl Ctx {
         let cause = upstream_cause_core::final_cause(self.cause_of(last), u16::try_from(status).unwrap_or(0))?;
         Some((cause, last))
     }
+
+    /// Index in `r->upstream_states` of the attempt nginx is on (or last
+    /// was on): where `u->state` points.
+    pub fn current_index(&self) -> Option<usize> {
+        // SAFETY: r is live; its upstream is null or live.
+        let u = unsafe { (*self.r).upstream.as_ref()? };
+        state_index(self.r, u.state)
+    }
+}
+
+/// The index of `state` in the request's `upstream_states`.
+pub fn state_index(r: *mut ngx_http_request_t, state: *mut ngx_http_upstream_state_t) -> Option<usize> {
+    // SAFETY: r is live; upstream_states is null or a valid array.
+    let arr = unsafe { (*r).upstream_states.as_ref()? };
+    let base = arr.elts as usize;
+    let at = state as usize;
+    let size = core::mem::size_of::<ngx_http_upstream_state_t>();
+    (at >= base && at < base + arr.nelts * size).then(|| (at - base) / size)
 }
 
 const _: () = assert!(core::mem::align_of::<Records>() <= ngx::ffi::NGX_ALIGNMENT);
@@ -252,5 +322,6 @@ pub fn record_end(ctx: &mut Ctx, idx: usize, end: End, obs: Observation) {
     }
     if let Some(recs) = ctx.records() {
         recs.observed(idx);
+        recs.mark_reused(idx);
     }
 }

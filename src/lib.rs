@@ -9,8 +9,9 @@ use core::ptr;
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_uint_t,
-    NGX_HTTP_MODULE,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE,
+    ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE as NGX_HTTP_PRECONTENT_PHASE, ngx_http_request_t, ngx_int_t,
+    ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
@@ -26,6 +27,8 @@ mod vars;
 use conf::LocConf;
 
 pub struct Module;
+
+type HandlerFn = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
 
 /// Module-wide state of one configuration cycle.
 pub struct MainConf {
@@ -119,13 +122,18 @@ impl HttpModule for Module {
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf_ref) else {
                 return Status::NGX_ERROR.into();
             };
-            let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
-            // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
-            let h = unsafe { ngx::ffi::ngx_array_push(handlers) }.cast::<ngx_http_handler_pt>();
-            // SAFETY: null or a fresh slot.
-            match unsafe { h.as_mut() } {
-                Some(h) => *h = Some(logline::log_handler),
-                None => return Status::NGX_ERROR.into(),
+            for (phase, handler) in [
+                (NGX_HTTP_PRECONTENT_PHASE, tap::precontent_handler as HandlerFn),
+                (NGX_HTTP_LOG_PHASE, logline::log_handler as HandlerFn),
+            ] {
+                let handlers = &mut cmcf.phases[phase as usize].handlers;
+                // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
+                let h = unsafe { ngx::ffi::ngx_array_push(handlers) }.cast::<ngx_http_handler_pt>();
+                // SAFETY: null or a fresh slot.
+                match unsafe { h.as_mut() } {
+                    Some(h) => *h = Some(handler),
+                    None => return Status::NGX_ERROR.into(),
+                }
             }
             Status::NGX_OK.into()
         })

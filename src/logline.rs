@@ -5,6 +5,7 @@ use ngx::http::HttpModuleLocationConf;
 use upstream_cause_core::render::{render_log_line, Entry, FixedBuf, LogLine};
 
 use crate::conf::LOG_OFF;
+use crate::ctx::BEFORE_ANY;
 use crate::{ctx, tap, Module};
 
 /// Room for the line before nginx appends ", client: ..." (the whole line
@@ -34,12 +35,17 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         let states = ctx.states();
         let mut ebuf = [Entry::Separator; 64];
         let entries = ctx.entries(&mut ebuf);
-        let attempts = entries.iter().filter(|e| matches!(e, Entry::Attempt(_))).count();
+        // A failure before any attempt (the resolver) made no attempt.
+        let attempts = if idx == BEFORE_ANY {
+            0
+        } else {
+            entries.iter().filter(|e| matches!(e, Entry::Attempt(_))).count()
+        };
         let peer = states
             .get(idx)
             // SAFETY: a state's peer is null or an ngx_str_t valid for the request.
             .and_then(|s| unsafe { s.peer.as_ref() })
-            .map_or(&[][..], |p| p.as_bytes());
+            .map_or(&b"-"[..], |p| p.as_bytes());
         let mut raw = [0u8; LINE_MAX];
         let mut out = FixedBuf::new(&mut raw);
         render_log_line(

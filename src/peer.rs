@@ -13,8 +13,8 @@ use ngx::core::{Pool, Status};
 use ngx::ffi::{
     ngx_conf_t, ngx_event_free_peer_pt, ngx_event_get_peer_pt, ngx_event_notify_peer_pt,
     ngx_event_save_peer_session_pt, ngx_event_set_peer_session_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_http_upstream_t, ngx_int_t, ngx_msec_t,
-    ngx_peer_connection_t, ngx_uint_t, NGX_BUSY, NGX_ERROR, NGX_OK, NGX_PEER_FAILED,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_msec_t, ngx_peer_connection_t, ngx_uint_t,
+    NGX_BUSY, NGX_ERROR, NGX_OK, NGX_PEER_FAILED,
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 use upstream_cause_core::{End, Observation};
@@ -185,15 +185,6 @@ unsafe fn peer_data<'a>(data: *mut c_void) -> Option<&'a mut PeerData> {
     unsafe { data.cast::<PeerData>().as_mut() }
 }
 
-fn state_index(r: *mut ngx_http_request_t, state: *mut ngx_http_upstream_state_t) -> Option<usize> {
-    // SAFETY: r is live; upstream_states holds u->state.
-    let arr = unsafe { (*r).upstream_states.as_ref()? };
-    let base = arr.elts as usize;
-    let at = state as usize;
-    let size = core::mem::size_of::<ngx_http_upstream_state_t>();
-    (at >= base && at < base + arr.nelts * size).then(|| (at - base) / size)
-}
-
 unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
     // SAFETY: nginx calls get with u->peer and u->peer.data (ours).
     let Some(pd) = (unsafe { peer_data(data) }) else {
@@ -206,7 +197,7 @@ unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void)
     let rc = unsafe { inner(pc, pd.data) };
     crate::guard((), || {
         // SAFETY: pd.u is the live upstream of pd.r.
-        let Some(idx) = state_index(pd.r, unsafe { (*pd.u).state }) else {
+        let Some(idx) = ctx::state_index(pd.r, unsafe { (*pd.u).state }) else {
             return;
         };
         pd.idx = idx;
@@ -214,7 +205,6 @@ unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void)
         let Some(ctx) = (unsafe { pd.ctx.as_mut() }) else {
             return;
         };
-        ctx.current = Some(idx);
         // SAFETY: the request's connection log is live.
         unsafe { ctx.tap.arm((*(*pd.r).connection).log) };
         if rc == NGX_BUSY as ngx_int_t {

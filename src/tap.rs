@@ -13,10 +13,14 @@ use core::cell::Cell;
 use core::ffi::{c_void, CStr};
 use core::ptr;
 
-use ngx::ffi::{ngx_http_log_ctx_t, ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_LOG_ERR};
+use ngx::ffi::{
+    ngx_http_log_ctx_t, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_DECLINED,
+    NGX_LOG_ERR,
+};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use upstream_cause_core::text::{extract_message, parse_message, MessageKind, Phase};
 
-use crate::ctx::{self, DETAIL_MAX};
+use crate::ctx::{self, Records, BEFORE_ANY, DETAIL_MAX};
 
 pub struct Tap {
     log: *mut ngx_log_t,
@@ -164,8 +168,16 @@ fn capture(l: &ngx_log_t, line: &[u8]) {
         lctx.current_request
     };
     let Some(ctx) = ctx::get(r) else { return };
-    let Some(idx) = ctx.current else { return };
+    let current = ctx.current_index();
     let Some(recs) = ctx.records() else { return };
+    let Some(idx) = current else {
+        // Before any attempt: only the resolver's failure matters.
+        if recs.pre.is_none() && parsed.kind == MessageKind::ResolveFailed {
+            recs.pre = Some(parsed);
+            keep_detail(recs, BEFORE_ANY, msg);
+        }
+        return;
+    };
     let Some(a) = recs.attempts.get_mut(idx) else { return };
     match a.obs.message {
         Some(m) if m.kind != MessageKind::Other || parsed.kind == MessageKind::Other => return,
@@ -174,8 +186,33 @@ fn capture(l: &ngx_log_t, line: &[u8]) {
     a.obs.message = Some(parsed);
     a.recorded = true;
     recs.observed(idx);
+    keep_detail(recs, idx, msg);
+    recs.mark_reused(idx);
+}
+
+fn keep_detail(recs: &mut Records, idx: usize, msg: &[u8]) {
     let n = msg.len().min(DETAIL_MAX);
     recs.detail[..n].copy_from_slice(&msg[..n]);
     recs.detail_len = n;
     recs.detail_idx = idx;
+}
+
+/// Precontent phase: arms the tap before the content handler runs, in
+/// locations that have one (proxy_pass and the other *_pass set it), so
+/// that failures before any balancer call (the resolver) and attempts no
+/// wrapper sees (`proxy_pass http://$var` to an address) are heard too.
+pub unsafe extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    crate::guard((), || {
+        // SAFETY: nginx runs phase handlers with a live request.
+        let Some(req) = (unsafe { r.as_ref() }) else { return };
+        let has_handler = NgxHttpCoreModule::location_conf(req).is_some_and(|clcf| clcf.handler.is_some());
+        if !has_handler || !crate::enabled_for(r) {
+            return;
+        }
+        if let Some(ctx) = ctx::get_or_create(r) {
+            // SAFETY: the request's live connection log; the ctx lives in its pool.
+            unsafe { ctx.tap.arm((*req.connection).log) };
+        }
+    });
+    NGX_DECLINED as ngx_int_t
 }

@@ -263,6 +263,15 @@ mod tests {
                 Cause::ConnectError,
             ),
             (
+                // proxy_bind fails: no free(FAILED), nginx finalizes with 500
+                Observation {
+                    end: End::Finalized,
+                    message: msg("bind(127.0.0.1:8080) failed (98: Address already in use) while connecting to upstream"),
+                    ..Default::default()
+                },
+                Cause::ConnectError,
+            ),
+            (
                 Observation { write_timedout: true, message: msg("upstream timed out (110: Connection timed out) while connecting to upstream"), ..failed() },
                 Cause::ConnectTimeout,
             ),

@@ -126,6 +126,8 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
     if starts(b"connect() failed")
         || (starts(b"connect() to ") && has(b" failed"))
         || starts(b"kevent() reported that connect() failed")
+        || starts(b"bind(")
+        || starts(b"socket() failed")
     {
         MessageKind::ConnectFailed
     } else if starts(b"upstream timed out") {
@@ -278,6 +280,11 @@ mod tests {
                 b"kevent() reported that connect() failed (61: Connection refused)",
                 ConnectFailed,
             ),
+            (
+                b"bind(127.0.0.1:8080) failed (98: Address already in use)",
+                ConnectFailed,
+            ),
+            (b"socket() failed (24: Too many open files)", ConnectFailed),
             (b"upstream timed out (110: Connection timed out)", TimedOut),
             (b"upstream prematurely closed connection", PrematurelyClosed),
             (b"upstream prematurely closed FastCGI stdout", PrematurelyClosed),
