@@ -8,12 +8,18 @@
     /invalid      a header line with a control byte
     /big          a 64 KiB response header
     /truncate     Content-Length: 1000, 10 bytes, then close
+    /truncate-chunked  chunked: one 10-byte chunk, then close
+    /stall-read   read the request head, then never read again (120 s)
+    /ka           keep-alive: answers the first request on a connection,
+                  closes (FIN) on the second without answering (an idle
+                  timeout racing nginx's reuse of the connection)
     /own502       its own 502, with a forged X-Upstream-Cause header
     /forged-ok    200 with a forged X-Upstream-Cause header
     anything else 200 "ok"
 
 Usage: faults.py [HOST:]PORT   (default 127.0.0.1:9002). Standard library
 only; one thread per connection; every connection ends within 120 s.
+Each request's path is printed (for tests to wait on).
 """
 import socket
 import socketserver
@@ -39,7 +45,9 @@ class Handler(socketserver.BaseRequestHandler):
                 break
             data += chunk
         line = data.split(b"\r\n", 1)[0].split(b" ")
-        return line[1].split(b"?", 1)[0] if len(line) > 1 else b"/"
+        path = line[1].split(b"?", 1)[0] if len(line) > 1 else b"/"
+        print(f"request {path.decode(errors='replace')}", flush=True)
+        return path
 
     def handle(self):
         try:
@@ -75,6 +83,17 @@ class Handler(socketserver.BaseRequestHandler):
             if path == b"/truncate":
                 s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
                 time.sleep(0.05)
+                return
+            if path == b"/truncate-chunked":
+                s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n")
+                time.sleep(0.05)
+                return
+            if path == b"/stall-read":
+                time.sleep(120)
+                return
+            if path == b"/ka":
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                self.read_request()  # the reuse: read it, then close unanswered
                 return
             if path == b"/own502":
                 s.sendall(respond(b"502 Bad Gateway", b"the backend's own 502\n", FORGED))
