@@ -260,3 +260,19 @@ def faults(tmp_path):
     yield port
     stop(proc)
     log.close()
+
+
+@pytest.fixture
+def raw_faults(tmp_path):
+    """Listeners that close, or answer an invalid header, whatever the
+    protocol: {"close": port, "invalid": port}."""
+    ports = {"close": free_port(), "invalid": free_port()}
+    log = open(tmp_path / "raw-faults.log", "w")
+    extra = [f"{mode}@127.0.0.1:{port}" for mode, port in ports.items()]
+    proc = subprocess.Popen([sys.executable, str(FAULTS), f"127.0.0.1:{free_port()}", *extra],
+                            stdout=log, stderr=subprocess.STDOUT)
+    for port in ports.values():
+        wait_port(port, proc=proc)
+    yield ports
+    stop(proc)
+    log.close()

@@ -20,6 +20,8 @@ def env(nginx_factory, go_service, faults):
     upstream go_keepalive {{ server 127.0.0.1:{go}; keepalive 4; }}
     upstream lc {{ least_conn; server 127.0.0.1:{refused}; keepalive 2; }}
     upstream hashed {{ hash $request_uri consistent; server 127.0.0.1:{refused}; }}
+    upstream iphashed {{ ip_hash; server 127.0.0.1:{refused}; }}
+    upstream randomized {{ random two least_conn; server 127.0.0.1:{refused}; keepalive 2; }}
     server {{
         listen 127.0.0.1:@PORT@;
         proxy_next_upstream error timeout;
@@ -40,6 +42,8 @@ def env(nginx_factory, go_service, faults):
                          proxy_set_header Connection ""; }}
         location /lc/ {{ proxy_pass http://lc/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
         location /hash/ {{ proxy_pass http://hashed/; }}
+        location /iphash/ {{ proxy_pass http://iphashed/; }}
+        location /random/ {{ proxy_pass http://randomized/; }}
     }}
     """
     return nginx_factory(body), go, refused
@@ -187,7 +191,7 @@ def test_upstream_keepalive_connections_are_reused_cleanly(env):
     assert r.status == 200 and r.header("X-Upstream-Cause") is None
 
 
-@pytest.mark.parametrize("prefix", ["/lc", "/hash"])
+@pytest.mark.parametrize("prefix", ["/lc", "/hash", "/iphash", "/random"])
 def test_other_balancers_are_wrapped_too(env, prefix):
     nginx, _, refused = env
     r = nginx.get(f"{prefix}/x")

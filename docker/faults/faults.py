@@ -17,8 +17,12 @@
     /forged-ok    200 with a forged X-Upstream-Cause header
     anything else 200 "ok"
 
-Usage: faults.py [HOST:]PORT   (default 127.0.0.1:9002). Standard library
-only; one thread per connection; every connection ends within 120 s.
+Usage: faults.py [HOST:]PORT [MODE@HOST:PORT ...]   (default 127.0.0.1:9002).
+The extra listeners act the same on every connection, whatever protocol
+the client speaks (FastCGI, uwsgi, SCGI, gRPC): MODE `close` reads a little
+and closes (FIN), `invalid` reads a little and answers an HTTP header with a
+control byte in it. Standard library only; one thread per connection; every
+connection ends within 120 s.
 Each request's path is printed (for tests to wait on).
 """
 import socket
@@ -106,17 +110,43 @@ class Handler(socketserver.BaseRequestHandler):
             pass
 
 
+class RawHandler(socketserver.BaseRequestHandler):
+    mode = "close"
+
+    def handle(self):
+        s = self.request
+        s.settimeout(5)
+        try:
+            s.recv(65536)
+            if self.mode == "invalid":
+                s.sendall(b"HTTP/1.1 200 OK\r\nX-Bad\x01Header: x\r\nContent-Length: 0\r\n\r\n")
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
 
-def main():
-    arg = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9002"
+def address(arg):
     host, _, port = arg.rpartition(":")
-    with Server((host or "127.0.0.1", int(port)), Handler) as srv:
-        print(f"faults listening on {host or '127.0.0.1'}:{port}", flush=True)
+    return host or "127.0.0.1", int(port)
+
+
+def main():
+    import threading
+    for extra in sys.argv[2:]:
+        mode, _, addr = extra.partition("@")
+        handler = type(f"Raw_{mode}", (RawHandler,), {"mode": mode})
+        raw = Server(address(addr), handler)
+        threading.Thread(target=raw.serve_forever, daemon=True).start()
+        print(f"faults ({mode}) listening on {addr}", flush=True)
+    arg = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9002"
+    with Server(address(arg), Handler) as srv:
+        print(f"faults listening on {arg}", flush=True)
         srv.serve_forever()
 
 
