@@ -2,6 +2,7 @@
 list, error_page, HEAD, an upstream's own 5xx and forged headers, `off`,
 log levels, keepalive on both sides, balancers."""
 import http.client
+import re
 
 import pytest
 
@@ -161,6 +162,40 @@ def test_error_log_above_the_level_gets_no_line(nginx_factory):
     assert nginx.cause_lines("/x") == []
     (line,) = nginx.cause_lines("/crit/x")
     assert "[crit] " in line
+    # the tap hears nginx's own [error] lines but never lets them through
+    assert not [l for l in nginx.error_lines() if "upstream_cause=" not in l and ("connect() failed" in l or "[error]" in l)]
+
+
+def test_nginx_own_lines_are_unchanged(nginx_factory, faults):
+    """The same failures under `upstream_cause on` and `off` give nginx's
+    own error lines identically (the tap forwards, never adds or drops)."""
+    refused = dead_port()
+    nginx = nginx_factory(f"""
+    server {{ listen 127.0.0.1:@PORT@;
+        location /on/ {{ upstream_cause_log off; proxy_read_timeout 1s; proxy_pass http://127.0.0.1:{faults}/; }}
+        location /off/ {{ upstream_cause off; proxy_read_timeout 1s; proxy_pass http://127.0.0.1:{faults}/; }}
+        location /on-gone/ {{ upstream_cause_log off; proxy_pass http://127.0.0.1:{refused}/; }}
+        location /off-gone/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{refused}/; }}
+    }}""", error_level="info")
+    paths = ["gone/x", "close", "reset", "invalid", "big", "silent"]
+    for p in paths:
+        for scope in ("on", "off"):
+            uri = f"/{scope}-{p}" if p.startswith("gone") else f"/{scope}/{p}"
+            nginx.get(uri)
+            nginx.access_for(uri)
+
+    def own(scope):
+        out = []
+        for l in nginx.error_lines():
+            if f'request: "GET /{scope}' not in l:
+                continue
+            msg = re.sub(r"^\S+ \S+ \[(\w+)\] \d+#\d+: \*\d+ ", r"[\1] ", l)
+            out.append(msg.replace(f"/{scope}-", "/S-").replace(f"/{scope}/", "/S/"))
+        return out
+
+    on, off = own("on"), own("off")
+    assert len(on) >= len(paths)
+    assert on == off
 
 
 def test_keepalive_client_does_not_leak_causes_between_requests(env):
