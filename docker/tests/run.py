@@ -224,6 +224,8 @@ def s5_retry_to_a_healthy_peer():
 FAULTS = [
     ("/faults/close", 502, "upstream_prematurely_closed",
      "upstream prematurely closed connection while reading response header from upstream"),
+    ("/faults/half", 502, "upstream_prematurely_closed",
+     "upstream prematurely closed connection while reading response header from upstream"),
     ("/faults/reset", 502, "upstream_reset",
      "recv() failed (104: Connection reset by peer) while reading response header from upstream"),
     ("/faults/silent", 504, "read_timeout",
@@ -241,11 +243,12 @@ def s6_faults():
         r = get(uri)
         expect_failure(r, status, cause, detail=detail)
         out.append(r.summary())
-    r = get("/faults/truncate")
-    check(r.status == 200 and r.header is None and r.body.endswith(b"<truncated>"), r.summary())
-    check(r.cause == "response_truncated", r.summary())
-    check(len(r.enriched) == 1 and "upstream_cause=response_truncated status=200 " in r.enriched[0], r.enriched)
-    out.append(r.summary())
+    for uri in ("/faults/truncate", "/faults/truncate-chunked"):
+        r = get(uri)
+        check(r.status == 200 and r.header is None and r.body.endswith(b"<truncated>"), r.summary())
+        check(r.cause == "response_truncated", r.summary())
+        check(len(r.enriched) == 1 and "upstream_cause=response_truncated status=200 " in r.enriched[0], r.enriched)
+        out.append(r.summary())
     r = get("/faults/own502")
     check(r.status == 502 and r.header == "via_upstream", f"{r.uri}: {r.status} {r.header!r}")
     check(r.cause == "via_upstream" and not r.enriched, r.summary())
