@@ -51,11 +51,14 @@ def retries(nginx_factory, go_service, faults):
     upstream own502_then_go {{ server 127.0.0.1:{faults}; server 127.0.0.1:{go}; }}
     upstream close_then_go {{ server 127.0.0.1:{faults}; server 127.0.0.1:{go}; }}
     upstream close_then_go_2 {{ server 127.0.0.1:{faults}; server 127.0.0.1:{go}; }}
+    upstream silent_then_go {{ server 127.0.0.1:{faults}; server 127.0.0.1:{go}; }}
     upstream refused_then_go {{ server 127.0.0.1:{refused}; server 127.0.0.1:{go}; }}
     server {{ listen 127.0.0.1:@PORT@;
         location /http502/ {{ proxy_next_upstream error http_502; proxy_pass http://own502_then_go/own502; }}
         location /post/ {{ proxy_pass http://close_then_go/close; }}
         location /post-retried/ {{ proxy_next_upstream error non_idempotent; proxy_pass http://close_then_go_2/close; }}
+        location /timeout/ {{ proxy_next_upstream error timeout; proxy_read_timeout 1s;
+                              proxy_pass http://silent_then_go/silent; }}
         location /redirect/ {{ proxy_pass http://127.0.0.1:{refused}; proxy_intercept_errors on;
                                error_page 502 = @second; }}
         location @second {{ rewrite ^ /ok break; proxy_pass http://refused_then_go; }}
@@ -69,6 +72,14 @@ def test_next_upstream_http_502(retries):
     assert e["upstream_status"] == "502, 404"
     assert e["upstream_cause_list"] == "via_upstream, -"
     assert e["upstream_cause"] == ""
+
+
+def test_next_upstream_timeout(retries):
+    r = retries.get("/timeout/")
+    assert r.status == 404 and r.header("X-Upstream-Cause") is None  # the Go service has no /silent
+    (e,) = retries.access_for("/timeout/")
+    assert e["upstream_status"] == "504, 404"
+    assert e["upstream_cause_list"] == "read_timeout, -"
 
 
 def test_non_idempotent(retries):
