@@ -5,6 +5,7 @@
 
 pub mod cause;
 pub mod classify;
+pub mod metrics;
 pub mod render;
 pub mod text;
 

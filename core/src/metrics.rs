@@ -1,0 +1,460 @@
+//! The counters behind `upstream_cause_metrics`: a fixed-capacity table of
+//! series (open addressing, no allocation), and its rendering in the
+//! Prometheus text exposition format 0.0.4.
+//!
+//! The table lives wherever the caller puts it (nginx: a shared-memory
+//! zone); the caller serialises access (nginx: the slab pool's mutex).
+
+use core::cmp::Ordering;
+
+use crate::cause::Cause;
+use crate::render::Sink;
+
+/// Bytes kept of a label value (an upstream name, a peer address).
+pub const LABEL_MAX: usize = 64;
+
+/// Series kept back for overflow (`peer="other"`, then `upstream="other"`).
+pub const RESERVE: usize = 64;
+
+pub const OTHER: &[u8] = b"other";
+
+/// Which family a series belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Family {
+    /// `nginx_upstream_cause_total{upstream,peer,cause}`: failed attempts.
+    Attempts = 1,
+    /// `nginx_upstream_cause_responses_total{upstream,cause,status}`.
+    Responses = 2,
+}
+
+/// One series: its labels and its count. Plain data, fixed size, so that a
+/// table of them can live in shared memory.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Series {
+    /// 0 = free slot, else a [`Family`].
+    family: u8,
+    cause: u8,
+    status: u16,
+    upstream_len: u8,
+    peer_len: u8,
+    upstream: [u8; LABEL_MAX],
+    peer: [u8; LABEL_MAX],
+    pub count: u64,
+}
+
+impl Series {
+    pub const EMPTY: Series = Series {
+        family: 0,
+        cause: 0,
+        status: 0,
+        upstream_len: 0,
+        peer_len: 0,
+        upstream: [0; LABEL_MAX],
+        peer: [0; LABEL_MAX],
+        count: 0,
+    };
+
+    pub fn family(&self) -> Option<Family> {
+        match self.family {
+            1 => Some(Family::Attempts),
+            2 => Some(Family::Responses),
+            _ => None,
+        }
+    }
+    pub fn cause(&self) -> Option<Cause> {
+        Cause::from_u8(self.cause)
+    }
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    pub fn upstream(&self) -> &[u8] {
+        &self.upstream[..usize::from(self.upstream_len)]
+    }
+    pub fn peer(&self) -> &[u8] {
+        &self.peer[..usize::from(self.peer_len)]
+    }
+
+    fn matches(&self, k: &Key<'_>) -> bool {
+        self.family == k.family as u8
+            && self.cause == k.cause.to_u8()
+            && self.status == k.status
+            && self.upstream() == cut(k.upstream)
+            && self.peer() == cut(k.peer)
+    }
+
+    fn set(&mut self, k: &Key<'_>) {
+        let (u, p) = (cut(k.upstream), cut(k.peer));
+        *self = Series::EMPTY;
+        self.family = k.family as u8;
+        self.cause = k.cause.to_u8();
+        self.status = k.status;
+        self.upstream[..u.len()].copy_from_slice(u);
+        self.upstream_len = u.len() as u8;
+        self.peer[..p.len()].copy_from_slice(p);
+        self.peer_len = p.len() as u8;
+    }
+}
+
+fn cut(b: &[u8]) -> &[u8] {
+    &b[..b.len().min(LABEL_MAX)]
+}
+
+/// What a series is counted under.
+#[derive(Clone, Copy, Debug)]
+pub struct Key<'a> {
+    pub family: Family,
+    pub upstream: &'a [u8],
+    /// Empty for [`Family::Responses`].
+    pub peer: &'a [u8],
+    pub cause: Cause,
+    /// 0 for [`Family::Attempts`].
+    pub status: u16,
+}
+
+impl<'a> Key<'a> {
+    pub fn attempt(upstream: &'a [u8], peer: &'a [u8], cause: Cause) -> Key<'a> {
+        Key {
+            family: Family::Attempts,
+            upstream,
+            peer,
+            cause,
+            status: 0,
+        }
+    }
+
+    pub fn response(upstream: &'a [u8], cause: Cause, status: u16) -> Key<'a> {
+        Key {
+            family: Family::Responses,
+            upstream,
+            peer: b"",
+            cause,
+            status,
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        // FNV-1a over the labels: stable across processes (shared memory).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |b: u8| {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        };
+        eat(self.family as u8);
+        eat(self.cause.to_u8());
+        self.status.to_le_bytes().into_iter().for_each(&mut eat);
+        cut(self.upstream).iter().copied().for_each(&mut eat);
+        eat(0xff);
+        cut(self.peer).iter().copied().for_each(&mut eat);
+        h
+    }
+}
+
+/// The table's bookkeeping, stored next to the slots.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Header {
+    /// Slots in use.
+    pub used: u32,
+    /// Whether the "table full" warning was given.
+    pub warned: u32,
+    /// Increments that found no slot at all (never expected: the reserve
+    /// holds the overflow series).
+    pub dropped: u64,
+}
+
+/// What counting did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// Under its own series.
+    Exact,
+    /// Under an overflow series; `first` is true the first time the table
+    /// overflowed in its life (time to warn, once).
+    Overflow { first: bool },
+    /// Nowhere (see [`Header::dropped`]).
+    Dropped,
+}
+
+/// Counts `n` under `key` in `slots`.
+pub fn count(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64) -> Counted {
+    let cap = slots.len();
+    if cap == 0 {
+        h.dropped += n;
+        return Counted::Dropped;
+    }
+    let normal_limit = cap.saturating_sub(RESERVE);
+    if add(h, slots, key, n, normal_limit) {
+        return Counted::Exact;
+    }
+    let first = h.warned == 0;
+    h.warned = 1;
+    // Overflow: first keep the upstream and give up the peer, then give up
+    // both; these series may use the reserve.
+    let other_peer = Key {
+        peer: if key.family == Family::Attempts { OTHER } else { b"" },
+        upstream: if key.family == Family::Attempts {
+            key.upstream
+        } else {
+            OTHER
+        },
+        ..*key
+    };
+    let other_all = Key {
+        upstream: OTHER,
+        peer: if key.family == Family::Attempts { OTHER } else { b"" },
+        ..*key
+    };
+    if add(h, slots, &other_peer, n, cap - 1) || add(h, slots, &other_all, n, cap) {
+        return Counted::Overflow { first };
+    }
+    h.dropped += n;
+    Counted::Dropped
+}
+
+/// Adds to an existing series, or creates it while fewer than `limit`
+/// slots are used. Linear probing.
+fn add(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64, limit: usize) -> bool {
+    let cap = slots.len();
+    let start = (key.hash() % cap as u64) as usize;
+    for i in 0..cap {
+        let s = &mut slots[(start + i) % cap];
+        if s.family == 0 {
+            if (h.used as usize) >= limit {
+                return false;
+            }
+            s.set(key);
+            s.count = n;
+            h.used += 1;
+            return true;
+        }
+        if s.matches(key) {
+            s.count = s.count.saturating_add(n);
+            return true;
+        }
+    }
+    false
+}
+
+/// Writes a Prometheus label value: `\`, `"` and newline escaped; other
+/// bytes as they are (label values are UTF-8 in the format; nginx names and
+/// addresses are ASCII).
+pub fn escape_label(out: &mut impl Sink, v: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in v.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'"' => b"\\\"",
+            b'\n' => b"\\n",
+            _ => continue,
+        };
+        out.put(&v[start..i]);
+        out.put(esc);
+        start = i + 1;
+    }
+    out.put(&v[start..]);
+}
+
+fn order(a: &Series, b: &Series) -> Ordering {
+    (a.family, a.upstream(), a.peer(), a.cause, a.status).cmp(&(b.family, b.upstream(), b.peer(), b.cause, b.status))
+}
+
+fn number(out: &mut impl Sink, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put(&buf[i..]);
+}
+
+/// Renders the scrape: both families (HELP and TYPE even when empty), in a
+/// stable order, then the zone gauges. `series` is a snapshot of the slots
+/// (it is sorted in place).
+pub fn render_prometheus(out: &mut impl Sink, series: &mut [Series], h: &Header, capacity: usize) {
+    series.sort_unstable_by(order);
+    out.put(b"# HELP nginx_upstream_cause_total Upstream attempts that failed, by upstream group, peer and cause.\n");
+    out.put(b"# TYPE nginx_upstream_cause_total counter\n");
+    for s in series.iter().filter(|s| s.family() == Some(Family::Attempts)) {
+        let Some(c) = s.cause() else { continue };
+        out.put(b"nginx_upstream_cause_total{upstream=\"");
+        escape_label(out, s.upstream());
+        out.put(b"\",peer=\"");
+        escape_label(out, s.peer());
+        out.put(b"\",cause=\"");
+        out.put(c.code().as_bytes());
+        out.put(b"\"} ");
+        number(out, s.count);
+        out.put(b"\n");
+    }
+    out.put(b"# HELP nginx_upstream_cause_responses_total Responses whose final status was produced by an upstream failure, by cause and status.\n");
+    out.put(b"# TYPE nginx_upstream_cause_responses_total counter\n");
+    for s in series.iter().filter(|s| s.family() == Some(Family::Responses)) {
+        let Some(c) = s.cause() else { continue };
+        out.put(b"nginx_upstream_cause_responses_total{upstream=\"");
+        escape_label(out, s.upstream());
+        out.put(b"\",cause=\"");
+        out.put(c.code().as_bytes());
+        out.put(b"\",status=\"");
+        number(out, u64::from(s.status));
+        out.put(b"\"} ");
+        number(out, s.count);
+        out.put(b"\n");
+    }
+    out.put(b"# HELP nginx_upstream_cause_zone_series Series in use in the upstream_cause_zone.\n");
+    out.put(b"# TYPE nginx_upstream_cause_zone_series gauge\nnginx_upstream_cause_zone_series ");
+    number(out, u64::from(h.used));
+    out.put(b"\n# HELP nginx_upstream_cause_zone_series_max Series the upstream_cause_zone can hold.\n");
+    out.put(b"# TYPE nginx_upstream_cause_zone_series_max gauge\nnginx_upstream_cause_zone_series_max ");
+    number(out, capacity as u64);
+    out.put(b"\n# HELP nginx_upstream_cause_zone_dropped_total Increments that found no room even under \"other\".\n");
+    out.put(b"# TYPE nginx_upstream_cause_zone_dropped_total counter\nnginx_upstream_cause_zone_dropped_total ");
+    number(out, h.dropped);
+    out.put(b"\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Out(Vec<u8>);
+    impl Sink for Out {
+        fn put(&mut self, b: &[u8]) {
+            self.0.extend_from_slice(b);
+        }
+    }
+
+    fn scrape(slots: &[Series], h: &Header) -> String {
+        let mut snap = slots.to_vec();
+        let mut out = Out(Vec::new());
+        render_prometheus(&mut out, &mut snap, h, slots.len());
+        String::from_utf8(out.0).unwrap()
+    }
+
+    #[test]
+    fn counts_and_renders_in_a_stable_order() {
+        let mut slots = vec![Series::EMPTY; 200];
+        let mut h = Header::default();
+        let b = b"backend";
+        for _ in 0..3 {
+            count(
+                &mut h,
+                &mut slots,
+                &Key::attempt(b, b"127.0.0.1:8081", Cause::ConnectRefused),
+                1,
+            );
+        }
+        count(
+            &mut h,
+            &mut slots,
+            &Key::attempt(b, b"127.0.0.1:8080", Cause::UpstreamPrematurelyClosed),
+            1,
+        );
+        count(&mut h, &mut slots, &Key::response(b, Cause::ConnectRefused, 502), 2);
+        assert_eq!(h.used, 3);
+        let text = scrape(&slots, &h);
+        let want = "# HELP nginx_upstream_cause_total Upstream attempts that failed, by upstream group, peer and cause.\n\
+# TYPE nginx_upstream_cause_total counter\n\
+nginx_upstream_cause_total{upstream=\"backend\",peer=\"127.0.0.1:8080\",cause=\"upstream_prematurely_closed\"} 1\n\
+nginx_upstream_cause_total{upstream=\"backend\",peer=\"127.0.0.1:8081\",cause=\"connect_refused\"} 3\n\
+# HELP nginx_upstream_cause_responses_total Responses whose final status was produced by an upstream failure, by cause and status.\n\
+# TYPE nginx_upstream_cause_responses_total counter\n\
+nginx_upstream_cause_responses_total{upstream=\"backend\",cause=\"connect_refused\",status=\"502\"} 2\n";
+        assert!(text.starts_with(want), "{text}");
+        assert!(text.contains("\nnginx_upstream_cause_zone_series 3\n"));
+        assert!(text.contains("\nnginx_upstream_cause_zone_series_max 200\n"));
+        assert_eq!(text, scrape(&slots, &h), "stable");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = Out(Vec::new());
+        escape_label(&mut out, b"a\"b\\c\nd");
+        assert_eq!(out.0, b"a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn overflow_goes_to_other_then_warns_once() {
+        let cap = RESERVE + 4;
+        let mut slots = vec![Series::EMPTY; cap];
+        let mut h = Header::default();
+        let peers: Vec<String> = (0..10).map(|i| format!("10.0.0.{i}:80")).collect();
+        let mut outcomes = Vec::new();
+        for p in &peers {
+            outcomes.push(count(
+                &mut h,
+                &mut slots,
+                &Key::attempt(b"g", p.as_bytes(), Cause::ConnectRefused),
+                1,
+            ));
+        }
+        assert_eq!(&outcomes[..4], &[Counted::Exact; 4]);
+        assert_eq!(outcomes[4], Counted::Overflow { first: true });
+        assert!(outcomes[5..].iter().all(|o| *o == Counted::Overflow { first: false }));
+        let text = scrape(&slots, &h);
+        assert!(
+            text.contains("nginx_upstream_cause_total{upstream=\"g\",peer=\"other\",cause=\"connect_refused\"} 6\n")
+        );
+        // existing series keep counting exactly
+        assert_eq!(
+            count(
+                &mut h,
+                &mut slots,
+                &Key::attempt(b"g", b"10.0.0.0:80", Cause::ConnectRefused),
+                1
+            ),
+            Counted::Exact
+        );
+        let total: u64 = slots.iter().map(|s| s.count).sum();
+        assert_eq!(total, 11, "no increment lost");
+    }
+
+    #[test]
+    fn the_reserve_holds_other_series_until_it_is_gone() {
+        let cap = RESERVE + 1;
+        let mut slots = vec![Series::EMPTY; cap];
+        let mut h = Header::default();
+        let names: Vec<String> = (0..200).map(|i| format!("u{i}")).collect();
+        let mut counted = 0u64;
+        for n in &names {
+            if count(
+                &mut h,
+                &mut slots,
+                &Key::attempt(n.as_bytes(), b"p", Cause::ReadTimeout),
+                1,
+            ) != Counted::Dropped
+            {
+                counted += 1;
+            }
+        }
+        // one exact, the rest under upstream="g",peer="other" (one per
+        // upstream while the reserve lasts), then all under other/other
+        assert_eq!(counted, 200);
+        assert_eq!(h.dropped, 0);
+        assert_eq!(h.used as usize, cap);
+        let other = slots
+            .iter()
+            .find(|s| s.upstream() == OTHER && s.peer() == OTHER)
+            .expect("the last-resort series");
+        assert!(other.count > 0);
+    }
+
+    #[test]
+    fn long_labels_are_cut_consistently() {
+        let mut slots = vec![Series::EMPTY; RESERVE + 10];
+        let mut h = Header::default();
+        let long = [b'x'; 200];
+        count(&mut h, &mut slots, &Key::attempt(&long, b"p", Cause::ConnectError), 1);
+        count(&mut h, &mut slots, &Key::attempt(&long, b"p", Cause::ConnectError), 1);
+        assert_eq!(h.used, 1);
+        let s = slots.iter().find(|s| s.family().is_some()).unwrap();
+        assert_eq!(s.upstream().len(), LABEL_MAX);
+        assert_eq!(s.count, 2);
+    }
+}
