@@ -10,7 +10,10 @@ use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 
-use ngx::ffi::{ngx_http_request_t, ngx_http_upstream_state_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
+use ngx::ffi::{
+    ngx_http_request_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_pool_cleanup_add,
+    ngx_pool_cleanup_t,
+};
 
 use upstream_cause_core::render::Entry;
 use upstream_cause_core::text::{Message, MessageKind};
@@ -26,10 +29,22 @@ pub const DETAIL_MAX: usize = 480;
 /// The "attempt" index of a failure before any attempt.
 pub const BEFORE_ANY: usize = usize::MAX;
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Attempt {
     pub recorded: bool,
     pub obs: Observation,
+    /// The upstream the attempt was made to (for the counters' label).
+    pub upstream: *const ngx_http_upstream_srv_conf_t,
+}
+
+impl Default for Attempt {
+    fn default() -> Self {
+        Attempt {
+            recorded: false,
+            obs: Observation::default(),
+            upstream: ptr::null(),
+        }
+    }
 }
 
 /// Lazily allocated when the first failure signal of the request arrives,
@@ -314,11 +329,18 @@ pub fn state_index(r: *mut ngx_http_request_t, state: *mut ngx_http_upstream_sta
 const _: () = assert!(core::mem::align_of::<Records>() <= ngx::ffi::NGX_ALIGNMENT);
 
 /// Marks how the attempt ended, and when new it starts the record.
-pub fn record_end(ctx: &mut Ctx, idx: usize, end: End, obs: Observation) {
+pub fn record_end(
+    ctx: &mut Ctx,
+    idx: usize,
+    end: End,
+    obs: Observation,
+    upstream: *const ngx_http_upstream_srv_conf_t,
+) {
     if let Some(a) = ctx.attempt_mut(idx) {
         let message = if a.recorded { a.obs.message } else { None };
         a.obs = Observation { end, message, ..obs };
         a.recorded = true;
+        a.upstream = upstream;
     }
     if let Some(recs) = ctx.records() {
         recs.observed(idx);

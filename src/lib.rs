@@ -23,6 +23,7 @@ mod peer;
 mod tap;
 mod trace;
 mod vars;
+mod zone;
 
 use conf::LocConf;
 
@@ -33,12 +34,18 @@ type HandlerFn = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
 /// Module-wide state of one configuration cycle.
 pub struct MainConf {
     wrapped: peer::Table,
+    /// `upstream_cause_zone`, if configured.
+    zone: *mut ngx::ffi::ngx_shm_zone_t,
+    /// Some location has `upstream_cause_metrics`.
+    metrics_used: bool,
 }
 
 impl Default for MainConf {
     fn default() -> Self {
         MainConf {
             wrapped: peer::Table::empty(),
+            zone: ptr::null_mut(),
+            metrics_used: false,
         }
     }
 }
@@ -107,7 +114,7 @@ impl HttpModule for Module {
                 return Status::NGX_ERROR.into();
             };
             // SAFETY: runs after the upstream module's init_main_conf set every peer.init.
-            if unsafe { peer::wrap_all(cf, &mut mcf.wrapped) }.is_err() {
+            if unsafe { peer::wrap_all(cf, &mut mcf.wrapped) }.is_err() || zone::check(cf, mcf).is_err() {
                 return Status::NGX_ERROR.into();
             }
 
@@ -165,11 +172,16 @@ pub(crate) fn ctx_index() -> usize {
     Module::module().ctx_index
 }
 
-/// The table of wrapped upstreams of the running configuration.
-pub(crate) fn main_conf_table() -> Option<&'static peer::Table> {
+/// The module's configuration in the running cycle.
+pub(crate) fn main_conf() -> Option<&'static MainConf> {
     // SAFETY: ngx_cycle is the live cycle of this worker.
     let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref()? };
-    Module::main_conf(cycle).map(|m| &m.wrapped)
+    Module::main_conf(cycle)
+}
+
+/// The table of wrapped upstreams of the running configuration.
+pub(crate) fn main_conf_table() -> Option<&'static peer::Table> {
+    main_conf().map(|m| &m.wrapped)
 }
 
 /// Whether `upstream_cause` is on for the request's current location.

@@ -6,7 +6,7 @@ use upstream_cause_core::render::{render_log_line, Entry, FixedBuf, LogLine};
 
 use crate::conf::LOG_OFF;
 use crate::ctx::BEFORE_ANY;
-use crate::{ctx, tap, Module};
+use crate::{ctx, tap, zone, Module};
 
 /// Room for the line before nginx appends ", client: ..." (the whole line
 /// is cut by nginx at NGX_MAX_ERROR_STR, 2048 bytes).
@@ -17,10 +17,14 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         // SAFETY: nginx runs log-phase handlers with a live request.
         let Some(req) = (unsafe { r.as_mut() }) else { return };
         let Some(lcf) = Module::location_conf(req) else { return };
-        if !lcf.enabled() || lcf.log_level == LOG_OFF {
+        if !lcf.enabled() {
             return;
         }
         let Some(ctx) = ctx::get(r) else { return };
+        zone::record(r, ctx);
+        if lcf.log_level == LOG_OFF {
+            return;
+        }
         let Some((cause, idx)) = ctx.final_cause() else { return };
         if !cause.is_gateway_failure() {
             return;

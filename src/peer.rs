@@ -109,6 +109,7 @@ pub unsafe fn wrap_all(cf: *mut ngx_conf_t, table: &mut Table) -> Result<(), ()>
 #[derive(Clone, Copy)]
 struct PeerData {
     r: *mut ngx_http_request_t,
+    us: *const ngx_http_upstream_srv_conf_t,
     u: *mut ngx_http_upstream_t,
     ctx: *mut Ctx,
     data: *mut c_void,
@@ -132,14 +133,14 @@ extern "C" fn init_peer(r: *mut ngx_http_request_t, us: *mut ngx_http_upstream_s
             return rc;
         }
         // SAFETY: r is live and its upstream was just initialised.
-        unsafe { install(r) };
+        unsafe { install(r, us) };
         rc
     })
 }
 
 /// # Safety
 /// `r` is a live request whose `u->peer` the original init just set up.
-unsafe fn install(r: *mut ngx_http_request_t) {
+unsafe fn install(r: *mut ngx_http_request_t, us: *const ngx_http_upstream_srv_conf_t) {
     // SAFETY: per the contract.
     let Some(u) = (unsafe { (*r).upstream.as_mut() }) else {
         return;
@@ -157,6 +158,7 @@ unsafe fn install(r: *mut ngx_http_request_t) {
     unsafe {
         pd.write(PeerData {
             r,
+            us,
             u: up,
             ctx,
             data: p.data,
@@ -208,7 +210,7 @@ unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void)
         // SAFETY: the request's connection log is live.
         unsafe { ctx.tap.arm((*(*pd.r).connection).log) };
         if rc == NGX_BUSY as ngx_int_t {
-            ctx::record_end(ctx, idx, End::NoLivePeer, Observation::default());
+            ctx::record_end(ctx, idx, End::NoLivePeer, Observation::default(), pd.us);
         }
     });
     rc
@@ -276,7 +278,13 @@ unsafe extern "C" fn free_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void
         let obs = unsafe { snapshot(pd, pcr) };
         let seen = ctx.recorded(pd.idx).is_some();
         if failed || seen || obs.client_error {
-            ctx::record_end(ctx, pd.idx, if failed { End::Failed } else { End::Finalized }, obs);
+            ctx::record_end(
+                ctx,
+                pd.idx,
+                if failed { End::Failed } else { End::Finalized },
+                obs,
+                pd.us,
+            );
         }
     });
     if let Some(inner) = pd.free {
