@@ -251,7 +251,7 @@ unsafe fn snapshot(pd: &PeerData, pc: &ngx_peer_connection_t) -> Observation {
         o.connected = st.connect_time != UNSET_MSEC;
         o.header_received = st.header_time != UNSET_MSEC;
     }
-    o.request_sent = u.request_sent() != 0;
+    o.request_sent = u.request_body_sent() != 0;
     o.header_sent = u.header_sent() != 0;
     // SAFETY: r.connection is the live client connection.
     o.client_error = unsafe { (*r.connection).error() } != 0;

@@ -38,7 +38,7 @@ pub struct Observation {
     pub read_timedout: bool,
     pub write_error: bool,
     pub write_timedout: bool,
-    /// The whole request was sent (`u->request_sent`).
+    /// The whole request, body included, was sent (`u->request_body_sent`).
     pub request_sent: bool,
     /// A complete response header was received (`header_time` set).
     pub header_received: bool,
@@ -161,7 +161,10 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     }
 
     if o.read_error || kind == MessageKind::RecvFailed {
-        return Some(if o.errno() == Some(32) {
+        // A reset that nginx happened to read while the request was still
+        // going out broke the sending: nginx reports whichever of its read
+        // and write events it handled first.
+        return Some(if o.errno() == Some(32) || (o.connected && !o.request_sent) {
             Cause::SendFailed
         } else {
             Cause::UpstreamReset
@@ -300,6 +303,11 @@ mod tests {
                 Cause::SendFailed,
             ),
             (
+                // the RST was read before the request (a large body) was all sent
+                Observation { connected: true, read_error: true, message: msg("recv() failed (104: Connection reset by peer) while reading response header from upstream"), ..failed() },
+                Cause::SendFailed,
+            ),
+            (
                 Observation { connected: true, write_timedout: true, message: msg("upstream timed out (110: Connection timed out) while sending request to upstream"), ..failed() },
                 Cause::SendTimeout,
             ),
@@ -435,6 +443,7 @@ mod tests {
         assert_eq!(classify(&o), Some(Cause::ReadTimeout));
         let o = Observation {
             connected: true,
+            request_sent: true,
             read_error: true,
             ..failed()
         };
