@@ -32,7 +32,7 @@ need_packages() {
 # What building the module and the vendored nginx needs.
 BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-go curl ca-certificates)
 # What the test suite needs on top.
-TEST_PACKAGES=(python3 python3-pytest iproute2 procps openssl)
+TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl)
 
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup, or Debian trixie's cargo), 1.85 or newer" >&2; return 1; }
