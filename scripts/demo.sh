@@ -91,4 +91,6 @@ show /ok "the process is gone: nothing listens"
 start_go
 show /ok "restarted: answers again"
 show /bad-gateway "the service's own 502 with a forged X-Upstream-Cause header"
+printf '\n\033[1mGET /metrics\033[0m  (the counters, Prometheus text format)\n'
+curl -s -m 15 "http://127.0.0.1:$NGINX_PORT/metrics" | grep -v '^#' | sed 's/^/  /'
 printf '\nlogs: %s\n' "$DEMO/logs"
