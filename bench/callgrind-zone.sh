@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Instructions per failed request (connect refused), with and without
+# upstream_cause_zone, counted by callgrind on the same nginx binary and
+# module: nginx runs single-process under valgrind; two runs per variant
+# with N1 and N2 requests, and (I(N2) - I(N1)) / (N2 - N1) cancels start-up
+# and shutdown. Instruction counts, not seconds: repeatable on a busy box.
+source "$(dirname "$0")/../scripts/lib.sh"
+
+N1=${N1:-50}
+N2=${N2:-250}
+need_packages "${BUILD_PACKAGES[@]}" valgrind
+build_all
+
+OUT="$WORK/bench/callgrind"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+run() {  # variant n -> prints total instructions
+    local variant=$1 n=$2 dir="$OUT/$1-$2" port dead zone=""
+    port=$(free_port)
+    dead=$(free_port)
+    [ "$variant" = zone ] && zone="upstream_cause_zone uc 1m;"
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<CONF
+load_module $WORK/modules/ngx_http_upstream_cause_module.so;
+daemon off; master_process off; worker_processes 1;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+pid $dir/logs/nginx.pid;
+error_log $dir/logs/error.log error;
+events { worker_connections 64; }
+http {
+  access_log off;
+  $zone
+  server { listen 127.0.0.1:$port;
+    location / { proxy_pass http://127.0.0.1:$dead; }
+  }
+}
+CONF
+    valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+        "$WORK/bin/nginx" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" 2>"$dir/valgrind.log" &
+    local pid=$!
+    for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq "$n"); do curl -s -o /dev/null "http://127.0.0.1:$port/x"; done
+    kill -QUIT "$pid"
+    wait "$pid" || true
+    awk '/^totals:/ {print $2}' "$dir/callgrind.out"
+}
+
+declare -A total
+for variant in nozone zone; do
+    for n in "$N1" "$N2"; do
+        total[$variant-$n]=$(run "$variant" "$n")
+        say "$variant, $n requests: ${total[$variant-$n]} instructions"
+    done
+done
+for variant in nozone zone; do
+    per=$(( (${total[$variant-$N2]} - ${total[$variant-$N1]}) / (N2 - N1) ))
+    printf '%-7s %d instructions per failed request\n' "$variant" "$per"
+done
