@@ -57,6 +57,10 @@ build_all() {
     [ -x "$nginx" ] || { echo "vendored nginx binary not found under target/release/build" >&2; return 1; }
     ln -sf "$so" "$WORK/modules/ngx_http_upstream_cause_module.so"
     ln -sf "$nginx" "$WORK/bin/nginx"
+    build_go
+}
+
+build_go() {
     say "building the Go service"
     (cd "$ROOT/docker/go-service" && GOFLAGS=-mod=mod go build -o "$WORK/bin/go-service" .)
 }
@@ -67,6 +71,22 @@ build_all() {
 # builds without the vendored nginx.
 DISTRO_PACKAGES=(nginx nginx-dev libclang-dev gcc make)
 DISTRO_SRC=/usr/share/nginx/src
+
+# Installs the distro's nginx and nginx-dev if missing, without starting the
+# nginx service (the tests run their own instances).
+need_distro_nginx() {
+    if dpkg-query -W -f='${Status}' nginx-dev 2>/dev/null | grep -q 'ok installed'; then
+        return 0
+    fi
+    local policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ] && [ "$(id -u)" = 0 ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+        need_packages "${DISTRO_PACKAGES[@]}" || { rm -f "$policy"; return 1; }
+        rm -f "$policy"
+    else
+        need_packages "${DISTRO_PACKAGES[@]}"
+    fi
+}
 
 configure_distro_nginx() {  # dir: where to configure the copy
     local dir=$1

@@ -135,12 +135,17 @@ impl HttpModule for Module {
             ] {
                 let handlers = &mut cmcf.phases[phase as usize].handlers;
                 // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
-                let h = unsafe { ngx::ffi::ngx_array_push(handlers) }.cast::<ngx_http_handler_pt>();
-                // SAFETY: null or a fresh slot.
-                match unsafe { h.as_mut() } {
-                    Some(h) => *h = Some(handler),
-                    None => return Status::NGX_ERROR.into(),
+                if unsafe { ngx::ffi::ngx_array_push(handlers) }.is_null() {
+                    return Status::NGX_ERROR.into();
                 }
+                // SAFETY: the array's elements, now one more.
+                let all = unsafe { handlers.as_slice_mut::<ngx_http_handler_pt>() };
+                // Log phase handlers run in array order: ours goes first, so
+                // that the enriched line and the counters are written before
+                // the access log's entry (whoever reads the access log sees
+                // them already there).
+                all.rotate_right(1);
+                all[0] = Some(handler);
             }
             Status::NGX_OK.into()
         })

@@ -23,6 +23,21 @@ MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE", str(ROOT / ".work/modules/ngx_h
 GO_SERVICE = os.environ.get("GO_SERVICE", str(ROOT / ".work/bin/go-service"))
 FAULTS = ROOT / "docker/faults/faults.py"
 
+def _nginx_version():
+    try:
+        out = subprocess.run([NGINX_BIN, "-v"], capture_output=True, text=True, timeout=10).stderr
+    except OSError:
+        return (0, 0, 0)
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+NGINX_VERSION = _nginx_version()
+# How to accept HTTP/2 on a listener: `http2 on;` from 1.25.1, the listen
+# parameter before.
+HTTP2_ON = "http2 on;" if NGINX_VERSION >= (1, 25, 1) else ""
+HTTP2_LISTEN = "" if NGINX_VERSION >= (1, 25, 1) else " http2"
+
 # nginx's own texts, as $upstream_cause_detail and the log line carry them
 REFUSED_DETAIL = "connect() failed (111: Connection refused) while connecting to upstream"
 CLOSED_DETAIL = "upstream prematurely closed connection while reading response header from upstream"

@@ -160,7 +160,7 @@ def tls_server(certs):
 
 @pytest.fixture
 def plain_talker():
-    """Answers every connection at once with plain HTTP, before reading."""
+    """Answers every connection with plain HTTP, whatever it was sent."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)
@@ -175,7 +175,10 @@ def plain_talker():
                 continue
             with conn:
                 try:
+                    conn.settimeout(5)
+                    conn.recv(4096)  # the ClientHello: read it, so the close is a FIN
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    time.sleep(0.05)
                 except OSError:
                     pass
 
@@ -191,6 +194,7 @@ def tls_nginx(nginx_factory, port, certs, faults):
     return nginx_factory(f"""
     upstream_cause_header X-Upstream-Cause;
     server {{ listen 127.0.0.1:@PORT@;
+        proxy_ssl_protocols TLSv1.2 TLSv1.3;  # 1.22's default has no TLSv1.3
         location /ok/ {{ proxy_pass https://127.0.0.1:{port}/; }}
         location /plain/ {{ proxy_pass https://127.0.0.1:{faults}/; }}
         location /old/ {{ proxy_ssl_protocols TLSv1.2; proxy_pass https://127.0.0.1:{port}/; }}
