@@ -94,6 +94,11 @@ impl Records {
     }
 }
 
+/// Bytes of request pool the context takes (with its pool cleanup).
+pub const CTX_BYTES: usize = core::mem::size_of::<Ctx>() + core::mem::size_of::<ngx_pool_cleanup_t>();
+/// Bytes taken once an attempt fails (the records).
+pub const RECORDS_BYTES: usize = core::mem::size_of::<Records>();
+
 pub struct Ctx {
     pub r: *mut ngx_http_request_t,
     pub records: *mut Records,
@@ -259,6 +264,12 @@ impl Ctx {
             None if header_received && status >= 500 => Some(Cause::ViaUpstream),
             None => None,
         }
+    }
+
+    /// True when there is nothing to report: no failure was observed and no
+    /// upstream answered a 5xx. The success path's one check.
+    pub fn quiet(&self) -> bool {
+        self.records.is_null() && self.states().iter().all(|s| s.status < 500)
     }
 
     /// The failure before any attempt, if that is all there is.

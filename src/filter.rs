@@ -32,7 +32,7 @@ pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t 
         if !lcf.enabled() {
             return;
         }
-        let Some((cause, _)) = ctx::get(r).and_then(|c| c.final_cause()) else {
+        let Some((cause, _)) = ctx::get(r).filter(|c| !c.quiet()).and_then(|c| c.final_cause()) else {
             return;
         };
         // SAFETY: the response header list of a live request.

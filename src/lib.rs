@@ -119,6 +119,16 @@ impl HttpModule for Module {
             }
 
             trace::install();
+            // SAFETY: cf->log is the configuration's live log.
+            let log = unsafe { (*cf).log };
+            ngx::ngx_log_debug!(
+                log,
+                "upstream_cause: request pool bytes: context {}, balancer wrapper {}, records on failure {}; zone bytes per series {}",
+                ctx::CTX_BYTES,
+                peer::PEER_DATA_BYTES,
+                ctx::RECORDS_BYTES,
+                zone::SERIES_BYTES
+            );
 
             // SAFETY: the header filter chain is only changed at configuration time.
             unsafe {

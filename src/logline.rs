@@ -21,6 +21,9 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return;
         }
         let Some(ctx) = ctx::get(r) else { return };
+        if ctx.quiet() {
+            return;
+        }
         zone::record(r, ctx);
         if lcf.log_level == LOG_OFF {
             return;

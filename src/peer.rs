@@ -105,6 +105,9 @@ pub unsafe fn wrap_all(cf: *mut ngx_conf_t, table: &mut Table) -> Result<(), ()>
     Ok(())
 }
 
+/// Bytes of request pool the balancer wrapper takes per request.
+pub const PEER_DATA_BYTES: usize = core::mem::size_of::<PeerData>();
+
 /// Our data in `u->peer.data`; the inner balancer's data and callbacks.
 #[derive(Clone, Copy)]
 struct PeerData {

@@ -212,11 +212,15 @@ pub fn extract_message<'a>(line: &'a [u8], action: Option<&[u8]>) -> &'a [u8] {
         }
     }
     if let Some(action) = action.filter(|a| !a.is_empty()) {
-        let mut pat = Vec::with_capacity(action.len() + 7);
-        pat.extend_from_slice(b" while ");
-        pat.extend_from_slice(action);
-        if let Some(at) = find(rest, &pat) {
-            return &rest[..at + pat.len()];
+        // the first " while ACTION" (no allocation: this runs per line)
+        const WHILE: &[u8] = b" while ";
+        let mut from = 0;
+        while let Some(at) = find(&rest[from..], WHILE) {
+            let end = from + at + WHILE.len();
+            if rest[end..].starts_with(action) {
+                return &rest[..end + action.len()];
+            }
+            from = end;
         }
     }
     match find(rest, b", client: ") {

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""A/B benchmark: the same nginx binary and config, without the module
+(stock) and with it loaded and everything on (header, log line, zone).
+
+Workloads: (a) proxied 200 from a keepalive upstream, (b) 502 connect
+refused, (c) 502 prematurely closed (Go handler panic), (d) a retry that
+succeeds on the second peer.
+
+- callgrind: instructions per request, (I(N2) - I(N1)) / (N2 - N1), which
+  cancels start-up, warm-up and shutdown; module/stock ratio; the module's
+  own share (its functions' self cost) on the failure paths; calls into
+  the Rust allocator per request.
+- wrk: requests/s, 1 worker, stock and module interleaved, several rounds;
+  median ratio and spread.
+
+Writes a markdown table to stdout and, with --readme, between the
+`<!-- bench:start -->` / `<!-- bench:end -->` markers of the README.
+Every loop is bounded; traffic stays on 127.0.0.1.
+"""
+import argparse
+import datetime
+import http.client
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".work"
+NGINX = WORK / "bin/nginx"
+MODULE = WORK / "modules/ngx_http_upstream_cause_module.so"
+GO = WORK / "bin/go-service"
+OUT = WORK / "bench"
+
+WORKLOADS = {
+    "a": ("proxied 200, keepalive upstream", "/a/ok"),
+    "b": ("502 connect refused", "/b/x"),
+    "c": ("502 prematurely closed (handler panic)", "/c/ping"),
+    "d": ("retry, 200 from the second peer", "/d/ok"),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing on {port}")
+
+
+def config(prefix, port, go, dead, module, single):
+    user = "user root;" if os.geteuid() == 0 else ""
+    mod = f"load_module {MODULE};" if module else ""
+    on = "upstream_cause_header X-Upstream-Cause; upstream_cause_zone uc 1m;" if module else ""
+    mp = "master_process off;" if single else "master_process on;"
+    return f"""{mod}
+daemon off; {mp} worker_processes 1; {user}
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log error;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  {on}
+  upstream ka {{ server 127.0.0.1:{go}; keepalive 16; }}
+  upstream retry {{ server 127.0.0.1:{dead} max_fails=0; server 127.0.0.1:{go} backup; }}
+  server {{ listen 127.0.0.1:{port};
+    proxy_http_version 1.1; proxy_set_header Connection "";
+    location /a/ {{ proxy_pass http://ka/; }}
+    location /b/ {{ proxy_pass http://127.0.0.1:{dead}/; }}
+    location /c/ {{ proxy_pass http://ka/; }}
+    location /d/ {{ proxy_pass http://retry/; }}
+  }}
+}}
+"""
+
+
+def start_nginx(name, go, dead, module, single, valgrind=None):
+    prefix = OUT / name
+    prefix.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(config(prefix, port, go, dead, module, single))
+    cmd = [str(NGINX), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    if valgrind:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={valgrind}"] + cmd
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(prefix / "stderr.log", "w"))
+    wait_port(port)
+    return proc, port
+
+
+def stop(proc):
+    """Graceful stop (callgrind writes its file on exit). Under valgrind a
+    signal right after traffic is sometimes not acted on: repeat it."""
+    for _ in range(24):
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.kill()
+    proc.wait(10)
+
+
+def send(port, path, n):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for _ in range(n):
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        if r.will_close:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.close()
+
+
+def callgrind_totals(path):
+    for line in open(path):
+        if line.startswith("totals:") or line.startswith("summary:"):
+            return int(line.split()[1])
+    raise ValueError(f"no totals in {path}")
+
+
+def alloc_calls(path):
+    """Calls into the Rust allocator recorded in a callgrind file."""
+    names, calls, cfn = {}, 0, None
+    for line in open(path):
+        if line.startswith("cfn="):
+            m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line.strip())
+            if m:
+                if m.group(2):
+                    names[m.group(1)] = m.group(2)
+                cfn = names.get(m.group(1), "")
+            else:
+                cfn = line[4:].strip()
+        elif line.startswith("fn="):
+            m = re.match(r"fn=\((\d+)\)(?: (.*))?", line.strip())
+            if m and m.group(2):
+                names[m.group(1)] = m.group(2)
+        elif line.startswith("calls=") and cfn is not None:
+            # __rust_alloc forwards to __rdl_alloc: count the entry points only
+            if re.search(r"__rust_(alloc|alloc_zeroed|realloc)$", cfn):
+                calls += int(line.split()[0][6:])
+            cfn = None
+    return calls
+
+
+def module_self_cost(path):
+    """Self instructions of the functions in the module's object."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", str(path)],
+                         capture_output=True, text=True, timeout=300).stdout
+    total = 0
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(.*)", line)
+        what = m.group(2) if m else ""
+        ours = ("libngx_http_upstream_cause_module.so]" in what or ":ngx_http_upstream_cause_module::" in what
+                or ":upstream_cause_core::" in what)
+        if m and "=>" not in what and ours:
+            total += int(m.group(1).replace(",", ""))
+    return total
+
+
+def measure_callgrind(go, dead, n1, n2):
+    res = {}
+    for w, (_, path) in WORKLOADS.items():
+        for variant, module in (("stock", False), ("module", True)):
+            per = {}
+            for n in (n1, n2):
+                out = OUT / f"cg-{w}-{variant}-{n}.out"
+                proc, port = start_nginx(f"cg-{w}-{variant}-{n}", go, dead, module, True, valgrind=out)
+                send(port, path, n)
+                stop(proc)
+                per[n] = (callgrind_totals(out), alloc_calls(out), module_self_cost(out) if module else 0)
+            res[(w, variant)] = tuple((per[n2][i] - per[n1][i]) / (n2 - n1) for i in range(3))
+    return res
+
+
+def wrk(port, path, seconds):
+    out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(m.group(1)) if m else 0.0
+
+
+def measure_wrk(go, dead, rounds, seconds):
+    res = {}
+    for w, (_, path) in WORKLOADS.items():
+        ratios = []
+        rps = {"stock": [], "module": []}
+        for r in range(rounds):
+            got = {}
+            order = (("stock", False), ("module", True)) if r % 2 == 0 else (("module", True), ("stock", False))
+            for variant, module in order:
+                proc, port = start_nginx(f"wrk-{w}-{variant}", go, dead, module, False)
+                wrk(port, path, 1)  # warm-up
+                got[variant] = wrk(port, path, seconds)
+                stop(proc)
+                rps[variant].append(got[variant])
+            ratios.append(got["module"] / got["stock"] if got["stock"] else 0)
+        res[w] = (statistics.median(rps["stock"]), statistics.median(rps["module"]), statistics.median(ratios),
+                  min(ratios), max(ratios))
+    return res
+
+
+def sizes(go, dead):
+    """The module's own statement of its per-request memory (debug log)."""
+    prefix = OUT / "sizes"
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(config(prefix, free_port(), go, dead, True, True).replace(" error;", " debug;", 1))
+    res = subprocess.run([str(NGINX), "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+                         capture_output=True, text=True, timeout=60)
+    log = prefix / "error.log"
+    for line in res.stderr.splitlines() + (log.read_text().splitlines() if log.exists() else []):
+        if "request pool bytes" in line:
+            return line.split("upstream_cause: ", 1)[1]
+    return "(nginx without --with-debug: not reported)"
+
+
+def table(cg, wr, size_line, n1, n2, rounds, seconds):
+    ver = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "")
+    cpu = "unknown"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    lines = [
+        f"Measured {datetime.date.today()} on {cpu}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}; {ver} (the vendored build, `--with-debug`); stock = the same binary without "
+        f"`load_module`; module = loaded, with the header, the log line and a zone. callgrind: "
+        f"(I({n2}) - I({n1})) / {n2 - n1} requests on one keepalive client connection; wrk: 1 worker, "
+        f"16 connections, {seconds} s, {rounds} interleaved rounds.",
+        "",
+        "| workload | instructions/request stock | module | ratio | module's own functions | Rust allocator calls/request | wrk req/s stock | module | median ratio (min-max) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for w, (name, _) in WORKLOADS.items():
+        s, m = cg[(w, "stock")], cg[(w, "module")]
+        ratio = m[0] / s[0]
+        own = m[2] / m[0] * 100 if m[0] else 0
+        ws, wm, wmed, wmin, wmax = wr[w]
+        lines.append(
+            f"| ({w}) {name} | {s[0]:,.0f} | {m[0]:,.0f} | {ratio:.4f} (+{(ratio - 1) * 100:.2f}%) | "
+            f"{m[2]:,.0f} ({own:.1f}%) | {m[1]:.2f} | {ws:,.0f} | {wm:,.0f} | {wmed:.3f} ({wmin:.3f}-{wmax:.3f}) |")
+    lines += ["", f"Memory, as the module reports it at start-up (debug log): {size_line}."]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--readme", action="store_true", help="write the table into README.md")
+    ap.add_argument("--n1", type=int, default=50)
+    ap.add_argument("--n2", type=int, default=250)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=4)
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    go_port, dead = free_port(), free_port()
+    go = subprocess.Popen([str(GO)], env={**os.environ, "LISTEN": f"127.0.0.1:{go_port}"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(go_port)
+        cg = measure_callgrind(go_port, dead, args.n1, args.n2)
+        wr = measure_wrk(go_port, dead, args.rounds, args.seconds)
+        size_line = sizes(go_port, dead)
+    finally:
+        go.terminate()
+        go.wait(10)
+    text = table(cg, wr, size_line, args.n1, args.n2, args.rounds, args.seconds)
+    print(text)
+    if args.readme:
+        readme = ROOT / "README.md"
+        s = readme.read_text()
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        if start in s and end in s:
+            s = s[: s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):]
+            readme.write_text(s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
