@@ -217,22 +217,7 @@ def measure_wrk(go, dead, rounds, seconds):
     return res
 
 
-def sizes(go, dead):
-    """The module's own statement of its per-request memory (debug log)."""
-    prefix = OUT / "sizes"
-    prefix.mkdir(parents=True, exist_ok=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(config(prefix, free_port(), go, dead, True, True).replace(" error;", " debug;", 1))
-    res = subprocess.run([str(NGINX), "-t", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-                         capture_output=True, text=True, timeout=60)
-    log = prefix / "error.log"
-    for line in res.stderr.splitlines() + (log.read_text().splitlines() if log.exists() else []):
-        if "request pool bytes" in line:
-            return line.split("upstream_cause: ", 1)[1]
-    return "(nginx without --with-debug: not reported)"
-
-
-def table(cg, wr, size_line, n1, n2, rounds, seconds):
+def table(cg, wr, n1, n2, rounds, seconds):
     ver = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "")
     cpu = "unknown"
     for line in open("/proc/cpuinfo"):
@@ -257,7 +242,6 @@ def table(cg, wr, size_line, n1, n2, rounds, seconds):
         lines.append(
             f"| ({w}) {name} | {s[0]:,.0f} | {m[0]:,.0f} | {ratio:.4f} (+{(ratio - 1) * 100:.2f}%) | "
             f"{m[2]:,.0f} ({own:.1f}%) | {m[1]:.2f} | {ws:,.0f} | {wm:,.0f} | {wmed:.3f} ({wmin:.3f}-{wmax:.3f}) |")
-    lines += ["", f"Memory, as the module reports it at start-up (debug log): {size_line}."]
     return "\n".join(lines)
 
 
@@ -277,11 +261,10 @@ def main():
         wait_port(go_port)
         cg = measure_callgrind(go_port, dead, args.n1, args.n2)
         wr = measure_wrk(go_port, dead, args.rounds, args.seconds)
-        size_line = sizes(go_port, dead)
     finally:
         go.terminate()
         go.wait(10)
-    text = table(cg, wr, size_line, args.n1, args.n2, args.rounds, args.seconds)
+    text = table(cg, wr, args.n1, args.n2, args.rounds, args.seconds)
     print(text)
     if args.readme:
         readme = ROOT / "README.md"

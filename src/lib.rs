@@ -119,16 +119,6 @@ impl HttpModule for Module {
             }
 
             trace::install();
-            // SAFETY: cf->log is the configuration's live log.
-            let log = unsafe { (*cf).log };
-            ngx::ngx_log_debug!(
-                log,
-                "upstream_cause: request pool bytes: context {}, balancer wrapper {}, records on failure {}; zone bytes per series {}",
-                ctx::CTX_BYTES,
-                peer::PEER_DATA_BYTES,
-                ctx::RECORDS_BYTES,
-                zone::SERIES_BYTES
-            );
 
             // SAFETY: the header filter chain is only changed at configuration time.
             unsafe {
@@ -206,3 +196,12 @@ pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
         .and_then(Module::location_conf)
         .is_some_and(LocConf::enabled)
 }
+
+// The memory figures the README gives, held to the code (64-bit targets).
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(ctx::CTX_BYTES == 72);
+    assert!(peer::PEER_DATA_BYTES == 88);
+    assert!(ctx::RECORDS_BYTES == 1208);
+    assert!(zone::SERIES_BYTES == 144);
+};
