@@ -124,43 +124,9 @@ def certs(tmp_path_factory):
     return d
 
 
-@pytest.fixture
-def tls_server(certs):
-    """A TLS 1.3-only HTTPS server answering 200 (standard library)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(certs / "server.crt", certs / "server.key")
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            try:
-                conn.settimeout(5)
-                with ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(65536)
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-            except (OSError, ssl.SSLError):
-                conn.close()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join(5)
-    srv.close()
-
-
-@pytest.fixture
-def plain_talker():
-    """Answers every connection with plain HTTP, whatever it was sent."""
+def serving(handle):
+    """A loopback TCP server whose thread calls `handle(conn)` for each
+    connection; yields its port, stops (bounded) after the test."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)
@@ -174,12 +140,10 @@ def plain_talker():
             except OSError:
                 continue
             with conn:
+                conn.settimeout(5)
                 try:
-                    conn.settimeout(5)
-                    conn.recv(4096)  # the ClientHello: read it, so the close is a FIN
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                    time.sleep(0.05)
-                except OSError:
+                    handle(conn)
+                except (OSError, ssl.SSLError):
                     pass
 
     t = threading.Thread(target=serve, daemon=True)
@@ -188,6 +152,33 @@ def plain_talker():
     stop.set()
     t.join(5)
     srv.close()
+
+
+@pytest.fixture
+def tls_server(certs):
+    """A TLS 1.3-only HTTPS server answering 200 (standard library)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(certs / "server.crt", certs / "server.key")
+
+    def handle(conn):
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+
+    yield from serving(handle)
+
+
+@pytest.fixture
+def plain_talker():
+    """Answers every connection with plain HTTP, whatever it was sent."""
+
+    def handle(conn):
+        conn.recv(4096)  # the ClientHello: read it, so the close is a FIN
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        time.sleep(0.05)
+
+    yield from serving(handle)
 
 
 def tls_nginx(nginx_factory, port, certs, faults):
