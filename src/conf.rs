@@ -148,6 +148,17 @@ unsafe fn name_and_arg<'a>(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'a
     )
 }
 
+/// nginx's own answer to a directive given twice in one block.
+pub fn duplicate(cf: *mut ngx_conf_t, name: &[u8]) -> *mut c_char {
+    ngx_conf_log_error!(
+        NGX_LOG_EMERG,
+        cf,
+        "\"{}\" directive is duplicate",
+        String::from_utf8_lossy(name)
+    );
+    NGX_CONF_ERROR
+}
+
 fn invalid(cf: *mut ngx_conf_t, name: &[u8], value: &[u8], why: &str) -> *mut c_char {
     ngx_conf_log_error!(
         NGX_LOG_EMERG,
@@ -167,13 +178,7 @@ extern "C" fn set_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mu
         // SAFETY: called by the configuration parser.
         let (name, arg) = unsafe { name_and_arg(cf, cmd) };
         if lcf.header_set {
-            ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "\"{}\" directive is duplicate",
-                String::from_utf8_lossy(name)
-            );
-            return NGX_CONF_ERROR;
+            return duplicate(cf, name);
         }
         let value = arg.as_bytes();
         if value == b"off" {
@@ -209,13 +214,7 @@ extern "C" fn set_log(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c
         // SAFETY: called by the configuration parser.
         let (name, arg) = unsafe { name_and_arg(cf, cmd) };
         if lcf.log_level != NGX_CONF_UNSET_UINT {
-            ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "\"{}\" directive is duplicate",
-                String::from_utf8_lossy(name)
-            );
-            return NGX_CONF_ERROR;
+            return duplicate(cf, name);
         }
         let value = arg.as_bytes();
         match LEVELS.iter().find(|(n, _)| *n == value) {

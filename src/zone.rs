@@ -60,11 +60,11 @@ pub extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *
         // SAFETY: the parser's cf, with the directive and its two arguments.
         let args = unsafe { (*(*cf).args).as_slice_mut::<ngx_str_t>() };
         // SAFETY: cmd is our command.
-        let dname = String::from_utf8_lossy(unsafe { (*cmd).name.as_bytes() }).into_owned();
+        let dname_bytes = unsafe { (*cmd).name.as_bytes() };
         if !mcf.zone.is_null() {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{}\" directive is duplicate", dname);
-            return NGX_CONF_ERROR;
+            return crate::conf::duplicate(cf, dname_bytes);
         }
+        let dname = String::from_utf8_lossy(dname_bytes).into_owned();
         let mut name = args[1];
         if name.len == 0 {
             ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid zone name \"\" in \"{}\" directive", dname);
