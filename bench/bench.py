@@ -252,7 +252,14 @@ def main():
     ap.add_argument("--n2", type=int, default=250)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--only", default="abcd", help="workloads to run, e.g. ab (no README update unless all)")
+    ap.add_argument("--no-wrk", action="store_true", help="callgrind only (no README update)")
     args = ap.parse_args()
+    for w in list(WORKLOADS):
+        if w not in args.only:
+            del WORKLOADS[w]
+    if args.no_wrk or len(WORKLOADS) < 4:
+        args.readme = False
     OUT.mkdir(parents=True, exist_ok=True)
     go_port, dead = free_port(), free_port()
     go = subprocess.Popen([str(GO)], env={**os.environ, "LISTEN": f"127.0.0.1:{go_port}"},
@@ -260,7 +267,8 @@ def main():
     try:
         wait_port(go_port)
         cg = measure_callgrind(go_port, dead, args.n1, args.n2)
-        wr = measure_wrk(go_port, dead, args.rounds, args.seconds)
+        wr = ({w: (0, 0, 0, 0, 0) for w in WORKLOADS} if args.no_wrk
+              else measure_wrk(go_port, dead, args.rounds, args.seconds))
     finally:
         go.terminate()
         go.wait(10)

@@ -19,8 +19,6 @@ use upstream_cause_core::render::Entry;
 use upstream_cause_core::text::{Message, MessageKind};
 use upstream_cause_core::{classify, Cause, End, Observation};
 
-use crate::tap::Tap;
-
 /// Attempts recorded per request; later ones render from nginx's own state
 /// only (`-` or `via_upstream`).
 pub const MAX_ATTEMPTS: usize = 16;
@@ -94,26 +92,31 @@ impl Records {
     }
 }
 
-/// Bytes of request pool the context takes (with its pool cleanup).
+/// Bytes of request pool the context takes (with its pool cleanup), once a
+/// failure signal arrives.
 pub const CTX_BYTES: usize = core::mem::size_of::<Ctx>() + core::mem::size_of::<ngx_pool_cleanup_t>();
 /// Bytes taken once an attempt fails (the records).
 pub const RECORDS_BYTES: usize = core::mem::size_of::<Records>();
 
+/// Created at the first failure signal of a request (a successful request
+/// has none); what the variables, the header and the log line read is a
+/// [`view`], which also covers requests without one.
 pub struct Ctx {
     pub r: *mut ngx_http_request_t,
     pub records: *mut Records,
-    /// The log tap this request armed, if any.
-    pub tap: Tap,
 }
 
-unsafe extern "C" fn cleanup(data: *mut c_void) {
-    crate::guard((), || {
-        // SAFETY: nginx calls this with the data of our cleanup: a Ctx we
-        // initialised in `get_or_create`; the pool is still intact.
-        if let Some(ctx) = unsafe { data.cast::<Ctx>().as_mut() } {
-            ctx.tap.disarm();
-        }
-    })
+/// Our pool cleanup: nothing to clean (the records are pool memory); its
+/// address marks the cleanup whose data is a Ctx.
+unsafe extern "C" fn cleanup(_data: *mut c_void) {}
+
+/// What there is to read about the request: its context if it has one,
+/// else nginx's own upstream states alone.
+pub fn view(r: *mut ngx_http_request_t) -> Ctx {
+    Ctx {
+        r,
+        records: get(r).map_or(ptr::null_mut(), |c| c.records),
+    }
 }
 
 /// Finds the request's context, also after an internal redirect.
@@ -125,6 +128,13 @@ pub fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     // SAFETY: a non-null slot was set by us to a Ctx in the request pool.
     if let Some(ctx) = unsafe { fast.as_mut() } {
         return Some(ctx);
+    }
+    // nginx zeroes `r->ctx` only in internal redirects and named locations
+    // (which set `internal`, as every subrequest has it) and in
+    // ngx_http_filter_finalize_request (`filter_finalize`): otherwise an
+    // empty slot means there is no context.
+    if req.internal() == 0 && req.filter_finalize() == 0 {
+        return None;
     }
     // SAFETY: the pool and its cleanup chain are valid for a live request.
     let mut cln = unsafe { (*req.pool).cleanup };
@@ -159,7 +169,6 @@ pub fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
             Ctx {
                 r,
                 records: ptr::null_mut(),
-                tap: Tap::new(),
             },
         );
         cln.handler = Some(cleanup);

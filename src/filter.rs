@@ -20,39 +20,48 @@ fn next(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
-    crate::guard((), || {
-        // SAFETY: nginx calls header filters with a live request.
-        let Some(req) = (unsafe { r.as_mut() }) else { return };
-        if req.main != r {
-            return;
-        }
-        let Some(lcf) = Module::location_conf(req) else { return };
-        let Some(name) = lcf.header_name() else { return };
-        strip(req, name);
-        if !lcf.enabled() {
-            return;
-        }
-        let Some((cause, _)) = ctx::get(r).filter(|c| !c.quiet()).and_then(|c| c.final_cause()) else {
-            return;
-        };
-        // SAFETY: the response header list of a live request.
-        let h = unsafe { ngx_list_push(&mut req.headers_out.headers) }.cast::<ngx_table_elt_t>();
-        // SAFETY: fresh list element, or null on allocation failure.
-        if let Some(h) = unsafe { h.as_mut() } {
-            h.hash = 1;
-            h.key = lcf.header;
-            h.value = ngx_str_t {
-                len: cause.code().len(),
-                data: cause.code().as_ptr().cast_mut(),
-            };
-            h.lowcase_key = core::ptr::null_mut();
-            #[cfg(ngx_table_elt_next)]
-            {
-                h.next = core::ptr::null_mut();
+    // SAFETY: nginx calls header filters with a live request.
+    if let Some(req) = unsafe { r.as_mut() } {
+        // Only a response to a proxied request can carry a cause, or a
+        // header of our name from an upstream.
+        if req.main == r && !req.upstream.is_null() {
+            if let Some(lcf) = Module::location_conf(req).filter(|l| l.header.len != 0) {
+                crate::guard((), || add_header(req, lcf));
             }
         }
-    });
+    }
     next(r)
+}
+
+fn add_header(req: &mut ngx_http_request_t, lcf: &crate::conf::LocConf) {
+    let Some(name) = lcf.header_name() else { return };
+    strip(req, name);
+    if !lcf.enabled() {
+        return;
+    }
+    let view = ctx::view(req);
+    if view.quiet() {
+        return;
+    }
+    let Some((cause, _)) = view.final_cause() else {
+        return;
+    };
+    // SAFETY: the response header list of a live request.
+    let h = unsafe { ngx_list_push(&mut req.headers_out.headers) }.cast::<ngx_table_elt_t>();
+    // SAFETY: fresh list element, or null on allocation failure.
+    if let Some(h) = unsafe { h.as_mut() } {
+        h.hash = 1;
+        h.key = lcf.header;
+        h.value = ngx_str_t {
+            len: cause.code().len(),
+            data: cause.code().as_ptr().cast_mut(),
+        };
+        h.lowcase_key = core::ptr::null_mut();
+        #[cfg(ngx_table_elt_next)]
+        {
+            h.next = core::ptr::null_mut();
+        }
+    }
 }
 
 /// Hides any header of our name that came from elsewhere (the upstream).
@@ -64,7 +73,7 @@ fn strip(req: &mut ngx_http_request_t, name: &[u8]) {
         for i in 0..p.nelts {
             // SAFETY: i < nelts.
             let h = unsafe { &mut *elts.add(i) };
-            if h.hash != 0 && h.key.as_bytes().eq_ignore_ascii_case(name) {
+            if h.hash != 0 && h.key.len == name.len() && h.key.as_bytes().eq_ignore_ascii_case(name) {
                 h.hash = 0;
             }
         }

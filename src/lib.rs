@@ -9,17 +9,17 @@ use core::ptr;
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE,
-    ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE as NGX_HTTP_PRECONTENT_PHASE, ngx_http_request_t, ngx_int_t,
-    ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_uint_t,
+    NGX_HTTP_MODULE,
 };
-use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, NgxHttpCoreModule};
 
 mod conf;
 mod ctx;
 mod filter;
 mod logline;
 mod peer;
+mod slots;
 mod tap;
 mod trace;
 mod vars;
@@ -29,11 +29,8 @@ use conf::LocConf;
 
 pub struct Module;
 
-type HandlerFn = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
-
 /// Module-wide state of one configuration cycle.
 pub struct MainConf {
-    wrapped: peer::Table,
     /// `upstream_cause_zone`, if configured.
     zone: *mut ngx::ffi::ngx_shm_zone_t,
     /// Some location has `upstream_cause_metrics`.
@@ -43,7 +40,6 @@ pub struct MainConf {
 impl Default for MainConf {
     fn default() -> Self {
         MainConf {
-            wrapped: peer::Table::empty(),
             zone: ptr::null_mut(),
             metrics_used: false,
         }
@@ -114,7 +110,8 @@ impl HttpModule for Module {
                 return Status::NGX_ERROR.into();
             };
             // SAFETY: runs after the upstream module's init_main_conf set every peer.init.
-            if unsafe { peer::wrap_all(cf, &mut mcf.wrapped) }.is_err() || zone::check(cf, mcf).is_err() {
+            unsafe { peer::wrap_all(cf) };
+            if zone::check(cf, mcf).is_err() {
                 return Status::NGX_ERROR.into();
             }
 
@@ -129,25 +126,42 @@ impl HttpModule for Module {
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf_ref) else {
                 return Status::NGX_ERROR.into();
             };
-            for (phase, handler) in [
-                (NGX_HTTP_PRECONTENT_PHASE, tap::precontent_handler as HandlerFn),
-                (NGX_HTTP_LOG_PHASE, logline::log_handler as HandlerFn),
-            ] {
-                let handlers = &mut cmcf.phases[phase as usize].handlers;
-                // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
-                if unsafe { ngx::ffi::ngx_array_push(handlers) }.is_null() {
-                    return Status::NGX_ERROR.into();
-                }
-                // SAFETY: the array's elements, now one more.
-                let all = unsafe { handlers.as_slice_mut::<ngx_http_handler_pt>() };
-                // Log phase handlers run in array order: ours goes first, so
-                // that the enriched line and the counters are written before
-                // the access log's entry (whoever reads the access log sees
-                // them already there).
-                all.rotate_right(1);
-                all[0] = Some(handler);
+            let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
+            // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
+            if unsafe { ngx::ffi::ngx_array_push(handlers) }.is_null() {
+                return Status::NGX_ERROR.into();
             }
+            // SAFETY: the array's elements, now one more.
+            let all = unsafe { handlers.as_slice_mut::<ngx_http_handler_pt>() };
+            // Log phase handlers run in array order: ours goes first, so
+            // that the enriched line and the counters are written before
+            // the access log's entry (whoever reads the access log sees
+            // them already there).
+            all.rotate_right(1);
+            all[0] = Some(logline::log_handler);
             Status::NGX_OK.into()
+        })
+    }
+
+    unsafe extern "C" fn merge_loc_conf(
+        cf: *mut ngx_conf_t,
+        prev: *mut core::ffi::c_void,
+        conf: *mut core::ffi::c_void,
+    ) -> *mut core::ffi::c_char {
+        guard(ngx::core::NGX_CONF_ERROR, || {
+            // SAFETY: nginx passes our parent's and our own LocConf.
+            let (Some(prev), Some(conf)) = (unsafe { prev.cast::<LocConf>().as_ref() }, unsafe {
+                conf.cast::<LocConf>().as_mut()
+            }) else {
+                return ngx::core::NGX_CONF_ERROR;
+            };
+            if conf.merge(prev).is_err() {
+                return ngx::core::NGX_CONF_ERROR;
+            }
+            if conf.enabled() {
+                tap::wrap_content_handler(cf);
+            }
+            ngx::core::NGX_CONF_OK
         })
     }
 }
@@ -184,11 +198,6 @@ pub(crate) fn main_conf() -> Option<&'static MainConf> {
     Module::main_conf(cycle)
 }
 
-/// The table of wrapped upstreams of the running configuration.
-pub(crate) fn main_conf_table() -> Option<&'static peer::Table> {
-    main_conf().map(|m| &m.wrapped)
-}
-
 /// Whether `upstream_cause` is on for the request's current location.
 pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
     // SAFETY: r is a live request.
@@ -200,8 +209,8 @@ pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
 // The memory figures the README gives, held to the code (64-bit targets).
 #[cfg(target_pointer_width = "64")]
 const _: () = {
-    assert!(ctx::CTX_BYTES == 72);
-    assert!(peer::PEER_DATA_BYTES == 88);
+    assert!(ctx::CTX_BYTES == 40);
+    assert!(peer::PEER_DATA_BYTES == 0);
     assert!(ctx::RECORDS_BYTES == 1208);
     assert!(zone::SERIES_BYTES == 144);
 };

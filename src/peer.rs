@@ -2,60 +2,46 @@
 //!
 //! Like the keepalive module: in postconfiguration (after every
 //! `init_upstream` ran) each `uscf->peer.init` is replaced by ours; ours
-//! calls the original, then wraps `get`/`free` (and, since we replace
-//! `peer.data`, `notify`/`set_session`/`save_session`). Being the outermost
-//! wrapper composes with keepalive, hash, least_conn and the rest.
+//! calls the original, then puts our `get`/`free` in front of the inner
+//! balancer's. Being the outermost wrapper composes with keepalive, hash,
+//! least_conn and the rest.
+//!
+//! Nothing is allocated per request: `u->peer.data` stays the inner
+//! balancer's (so `notify` and `set_session`/`save_session` need no
+//! wrapping), and which inner `get`/`free` to call is said by the wrapper
+//! itself (one instantiation per distinct pair, see [`crate::slots`]). The
+//! request is found from the peer connection: `pc` is `&u->peer`, and
+//! `pc->log` is the request's connection log, whose context names the
+//! request nginx is working on.
 
 use core::ffi::c_void;
-use core::ptr;
 
-use ngx::core::{Pool, Status};
 use ngx::ffi::{
-    ngx_conf_t, ngx_event_free_peer_pt, ngx_event_get_peer_pt, ngx_event_notify_peer_pt,
-    ngx_event_save_peer_session_pt, ngx_event_set_peer_session_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_msec_t, ngx_peer_connection_t, ngx_uint_t,
-    NGX_BUSY, NGX_ERROR, NGX_OK, NGX_PEER_FAILED,
+    ngx_conf_t, ngx_event_free_peer_pt, ngx_event_get_peer_pt, ngx_http_log_ctx_t, ngx_http_request_t,
+    ngx_http_upstream_init_peer_pt, ngx_http_upstream_srv_conf_t, ngx_http_upstream_t, ngx_int_t, ngx_msec_t,
+    ngx_peer_connection_t, ngx_uint_t, NGX_BUSY, NGX_ERROR, NGX_LOG_WARN, NGX_OK, NGX_PEER_FAILED,
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 use upstream_cause_core::{End, Observation};
 
-use crate::ctx::{self, Ctx};
+use crate::ctx;
+use crate::slots::{same_fn, wrappers, Slots};
 
-/// The original `peer.init` of one upstream.
-#[derive(Clone, Copy)]
-struct Wrapped {
-    uscf: *const ngx_http_upstream_srv_conf_t,
-    init: ngx_http_upstream_init_peer_pt,
-}
+type InitFn = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t;
+type GetFn = unsafe extern "C" fn(*mut ngx_peer_connection_t, *mut c_void) -> ngx_int_t;
+type FreeFn = unsafe extern "C" fn(*mut ngx_peer_connection_t, *mut c_void, ngx_uint_t);
 
-/// The originals, sorted by `uscf` address; lives in the cycle pool.
-pub struct Table {
-    entries: *const Wrapped,
-    len: usize,
-}
+/// The original `peer.init` functions.
+static INITS: Slots<ngx_http_upstream_init_peer_pt> = Slots::new();
+static INIT_WRAPPERS: [InitFn; crate::slots::N] = wrappers!(init_peer);
 
-impl Table {
-    pub const fn empty() -> Table {
-        Table {
-            entries: ptr::null(),
-            len: 0,
-        }
-    }
+/// The inner balancers' `get` and `free`, in pairs.
+static PEERS: Slots<(ngx_event_get_peer_pt, ngx_event_free_peer_pt)> = Slots::new();
+static GET_WRAPPERS: [GetFn; crate::slots::N] = wrappers!(get_peer);
+static FREE_WRAPPERS: [FreeFn; crate::slots::N] = wrappers!(free_peer);
 
-    fn as_slice(&self) -> &[Wrapped] {
-        if self.entries.is_null() {
-            return &[];
-        }
-        // SAFETY: built in `wrap_all` from the cycle pool, `len` entries.
-        unsafe { core::slice::from_raw_parts(self.entries, self.len) }
-    }
-
-    fn find(&self, uscf: *const ngx_http_upstream_srv_conf_t) -> ngx_http_upstream_init_peer_pt {
-        let s = self.as_slice();
-        s.binary_search_by_key(&(uscf as usize), |w| w.uscf as usize)
-            .ok()
-            .and_then(|i| s[i].init)
-    }
+fn init_addr(f: InitFn) -> usize {
+    f as usize
 }
 
 /// Replaces `peer.init` of every upstream (explicit `upstream {}` blocks and
@@ -63,157 +49,133 @@ impl Table {
 ///
 /// # Safety
 /// Called from postconfiguration with nginx's valid `cf`.
-pub unsafe fn wrap_all(cf: *mut ngx_conf_t, table: &mut Table) -> Result<(), ()> {
+pub unsafe fn wrap_all(cf: *mut ngx_conf_t) {
     // SAFETY: nginx's cf during the http block.
     let Some(umcf) = NgxHttpUpstreamModule::main_conf(unsafe { &*cf }) else {
-        return Ok(());
+        return;
     };
     // SAFETY: `upstreams` is an array of uscf pointers.
     let upstreams = unsafe { umcf.upstreams.as_slice::<*mut ngx_http_upstream_srv_conf_t>() };
-    if upstreams.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: cf->pool is the cycle pool.
-    let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
-    let mem = pool
-        .alloc(core::mem::size_of::<Wrapped>() * upstreams.len())
-        .cast::<Wrapped>();
-    if mem.is_null() {
-        return Err(());
-    }
-    let mut n = 0;
     for &uscf in upstreams {
         // SAFETY: valid uscf pointers owned by the upstream module.
         let Some(us) = (unsafe { uscf.as_mut() }) else { continue };
-        if us.peer.init.is_none() || us.peer.init.map(|f| f as usize) == Some(init_peer as *const () as usize) {
+        let ours = INIT_WRAPPERS
+            .iter()
+            .any(|w| us.peer.init.map(init_addr) == Some(init_addr(*w)));
+        if us.peer.init.is_none() || ours {
             continue;
         }
-        // SAFETY: n < upstreams.len(), within the allocation.
-        unsafe {
-            mem.add(n).write(Wrapped {
-                uscf,
-                init: us.peer.init,
-            })
-        };
-        us.peer.init = Some(init_peer);
-        n += 1;
-    }
-    // SAFETY: the first n entries are initialised.
-    let slice = unsafe { core::slice::from_raw_parts_mut(mem, n) };
-    slice.sort_unstable_by_key(|w| w.uscf as usize);
-    *table = Table { entries: mem, len: n };
-    Ok(())
-}
-
-/// Bytes of request pool the balancer wrapper takes per request.
-pub const PEER_DATA_BYTES: usize = core::mem::size_of::<PeerData>();
-
-/// Our data in `u->peer.data`; the inner balancer's data and callbacks.
-#[derive(Clone, Copy)]
-struct PeerData {
-    r: *mut ngx_http_request_t,
-    us: *const ngx_http_upstream_srv_conf_t,
-    u: *mut ngx_http_upstream_t,
-    ctx: *mut Ctx,
-    data: *mut c_void,
-    get: ngx_event_get_peer_pt,
-    free: ngx_event_free_peer_pt,
-    notify: ngx_event_notify_peer_pt,
-    set_session: ngx_event_set_peer_session_pt,
-    save_session: ngx_event_save_peer_session_pt,
-    /// Index in `r->upstream_states` of the attempt in progress.
-    idx: usize,
-}
-
-extern "C" fn init_peer(r: *mut ngx_http_request_t, us: *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t {
-    crate::guard(NGX_ERROR as ngx_int_t, || {
-        let Some(orig) = crate::main_conf_table().and_then(|t| t.find(us)) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        // SAFETY: the original peer.init, called as nginx would have.
-        let rc = unsafe { orig(r, us) };
-        if rc != NGX_OK as ngx_int_t || !crate::enabled_for(r) {
-            return rc;
+        match INITS.find_or_add(us.peer.init, |a, b| same_fn(*a, *b, init_addr)) {
+            Some(i) => us.peer.init = Some(INIT_WRAPPERS[i]),
+            None => {
+                ngx::ngx_conf_log_error!(
+                    NGX_LOG_WARN,
+                    cf,
+                    "upstream_cause: too many kinds of balancers, \"{}\" is not observed",
+                    String::from_utf8_lossy(us.host.as_bytes())
+                );
+            }
         }
-        // SAFETY: r is live and its upstream was just initialised.
-        unsafe { install(r, us) };
-        rc
-    })
+    }
 }
 
+unsafe extern "C" fn init_peer<const I: usize>(
+    r: *mut ngx_http_request_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
+    let Some(orig) = INITS.get(I).flatten() else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    // SAFETY: the original peer.init, called as nginx would have.
+    let rc = unsafe { orig(r, us) };
+    if rc == NGX_OK as ngx_int_t {
+        crate::guard((), || {
+            if crate::enabled_for(r) {
+                // SAFETY: r is live and its upstream was just initialised.
+                unsafe { install(r) };
+            }
+        });
+    }
+    rc
+}
+
+/// Puts our get/free in front of the ones the original init set.
+///
 /// # Safety
 /// `r` is a live request whose `u->peer` the original init just set up.
-unsafe fn install(r: *mut ngx_http_request_t, us: *const ngx_http_upstream_srv_conf_t) {
+unsafe fn install(r: *mut ngx_http_request_t) {
     // SAFETY: per the contract.
     let Some(u) = (unsafe { (*r).upstream.as_mut() }) else {
         return;
     };
-    let Some(ctx) = ctx::get_or_create(r) else { return };
-    // SAFETY: r's pool is live.
-    let pool = unsafe { Pool::from_ngx_pool((*r).pool) };
-    let pd = pool.alloc_type::<PeerData>();
-    if pd.is_null() {
-        return; // no wrapping: nginx works exactly as without us
-    }
-    let up: *mut ngx_http_upstream_t = u;
     let p = &mut u.peer;
-    // SAFETY: fresh pool memory for one PeerData.
-    unsafe {
-        pd.write(PeerData {
-            r,
-            us,
-            u: up,
-            ctx,
-            data: p.data,
-            get: p.get,
-            free: p.free,
-            notify: p.notify,
-            set_session: p.set_session,
-            save_session: p.save_session,
-            idx: 0,
-        })
+    let same = |a: &(ngx_event_get_peer_pt, ngx_event_free_peer_pt), b: &(_, _)| {
+        same_fn(a.0, b.0, |f: GetFn| f as usize) && same_fn(a.1, b.1, |f: FreeFn| f as usize)
     };
-    p.data = pd.cast();
-    p.get = Some(get_peer);
-    p.free = Some(free_peer);
-    if p.notify.is_some() {
-        p.notify = Some(notify_peer);
+    if p.get.is_none() || p.free.is_none() {
+        return;
     }
-    p.set_session = Some(set_session);
-    p.save_session = Some(save_session);
+    // No slot left: nginx works exactly as without us for this balancer.
+    if let Some(i) = PEERS.find_or_add((p.get, p.free), same) {
+        p.get = Some(GET_WRAPPERS[i]);
+        p.free = Some(FREE_WRAPPERS[i]);
+    }
 }
 
+/// The request and upstream `pc` belongs to.
+///
 /// # Safety
-/// `data` is the PeerData `install` put in `u->peer.data`.
-unsafe fn peer_data<'a>(data: *mut c_void) -> Option<&'a mut PeerData> {
-    // SAFETY: per the contract.
-    unsafe { data.cast::<PeerData>().as_mut() }
+/// `pc` is a live peer connection handed to us by nginx.
+unsafe fn request_of(
+    pc: *mut ngx_peer_connection_t,
+) -> Option<(&'static mut ngx_http_request_t, *mut ngx_http_upstream_t)> {
+    // Computed, not dereferenced, until a request says it is its upstream.
+    let u = pc
+        .cast::<u8>()
+        .wrapping_sub(core::mem::offset_of!(ngx_http_upstream_t, peer))
+        .cast::<ngx_http_upstream_t>();
+    // SAFETY: pc->log is the request's connection log (set by nginx's
+    // upstream init), whose data is the HTTP log context.
+    let lctx = unsafe { (*pc).log.as_ref()?.data.cast::<ngx_http_log_ctx_t>().as_ref()? };
+    if lctx.request.is_null() {
+        return None;
+    }
+    for r in [lctx.current_request, lctx.request] {
+        // SAFETY: with `request` set, both are live requests of the connection.
+        if let Some(req) = unsafe { r.as_mut() } {
+            if req.upstream == u {
+                return Some((req, u));
+            }
+        }
+    }
+    None
 }
 
-unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
-    // SAFETY: nginx calls get with u->peer and u->peer.data (ours).
-    let Some(pd) = (unsafe { peer_data(data) }) else {
-        return NGX_ERROR as ngx_int_t;
-    };
-    let Some(inner) = pd.get else {
+unsafe extern "C" fn get_peer<const I: usize>(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
+    let Some((Some(inner), _)) = PEERS.get(I) else {
         return NGX_ERROR as ngx_int_t;
     };
     // SAFETY: the inner balancer's get with its own data.
-    let rc = unsafe { inner(pc, pd.data) };
+    let rc = unsafe { inner(pc, data) };
+    // The usual case: a peer was chosen and the tap is on the log already
+    // (the location's content handler armed it).
+    // SAFETY: nginx calls get with u->peer, whose log is the request's.
+    if rc != NGX_BUSY as ngx_int_t && unsafe { (*pc).log.as_ref() }.is_none_or(|l| crate::tap::is_ours(l.writer)) {
+        return rc;
+    }
     crate::guard((), || {
-        // SAFETY: pd.u is the live upstream of pd.r.
-        let Some(idx) = ctx::state_index(pd.r, unsafe { (*pd.u).state }) else {
+        // SAFETY: nginx calls get with u->peer.
+        let Some((r, u)) = (unsafe { request_of(pc) }) else {
             return;
         };
-        pd.idx = idx;
-        // SAFETY: the ctx lives in pd.r's pool.
-        let Some(ctx) = (unsafe { pd.ctx.as_mut() }) else {
-            return;
-        };
-        // SAFETY: the request's connection log is live.
-        unsafe { ctx.tap.arm((*(*pd.r).connection).log) };
+        // SAFETY: the request's live connection log.
+        unsafe { crate::tap::arm((*r.connection).log) };
         if rc == NGX_BUSY as ngx_int_t {
-            ctx::record_end(ctx, idx, End::NoLivePeer, Observation::default(), pd.us);
+            // SAFETY: u is r's live upstream.
+            let (state, us) = unsafe { ((*u).state, (*u).upstream) };
+            if let (Some(idx), Some(ctx)) = (ctx::state_index(r, state), ctx::get_or_create(r)) {
+                ctx::record_end(ctx, idx, End::NoLivePeer, Observation::default(), us);
+            }
         }
     });
     rc
@@ -222,12 +184,7 @@ unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void)
 const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
 
 /// What the attempt looks like right now, before the inner free runs.
-///
-/// # Safety
-/// `pc` is `u->peer` of the live request `pd.r`.
-unsafe fn snapshot(pd: &PeerData, pc: &ngx_peer_connection_t) -> Observation {
-    // SAFETY: per the contract, u and r are live.
-    let (u, r) = unsafe { (&*pd.u, &*pd.r) };
+fn snapshot(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_connection_t) -> Observation {
     let mut o = Observation {
         reused: pc.cached() != 0,
         ..Default::default()
@@ -266,65 +223,44 @@ unsafe fn snapshot(pd: &PeerData, pc: &ngx_peer_connection_t) -> Observation {
     o
 }
 
-unsafe extern "C" fn free_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
-    // SAFETY: nginx calls free with u->peer and u->peer.data (ours).
-    let Some(pd) = (unsafe { peer_data(data) }) else { return };
-    crate::guard((), || {
-        // SAFETY: pc is u->peer of the live request.
-        let Some(pcr) = (unsafe { pc.as_ref() }) else { return };
-        // SAFETY: the ctx lives in pd.r's pool.
-        let Some(ctx) = (unsafe { pd.ctx.as_mut() }) else {
-            return;
-        };
+unsafe extern "C" fn free_peer<const I: usize>(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
+    // SAFETY: nginx calls free with u->peer.
+    if let Some((r, u)) = unsafe { request_of(pc) } {
         let failed = state & NGX_PEER_FAILED as ngx_uint_t != 0;
-        // SAFETY: called before the inner free, as nginx's own order has it.
-        let obs = unsafe { snapshot(pd, pcr) };
-        let seen = ctx.recorded(pd.idx).is_some();
-        if failed || seen || obs.client_error {
-            ctx::record_end(
-                ctx,
-                pd.idx,
-                if failed { End::Failed } else { End::Finalized },
-                obs,
-                pd.us,
-            );
+        // SAFETY: r.connection is the live client connection.
+        let client_error = unsafe { (*r.connection).error() } != 0;
+        // The success path ends here: nothing failed, nothing was heard.
+        if failed || client_error || ctx::get(r).is_some() {
+            crate::guard((), || observe_free(r, u, pc, failed));
         }
-    });
-    if let Some(inner) = pd.free {
+    }
+    if let Some((_, Some(inner))) = PEERS.get(I) {
         // SAFETY: the inner balancer's free with its own data.
-        unsafe { inner(pc, pd.data, state) };
+        unsafe { inner(pc, data, state) };
     }
 }
 
-unsafe extern "C" fn notify_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void, ty: ngx_uint_t) {
-    // SAFETY: our data; the inner notify with its own data.
-    if let Some(pd) = unsafe { peer_data(data) } {
-        if let Some(inner) = pd.notify {
-            unsafe { inner(pc, pd.data, ty) };
-        }
+/// Records how the attempt ended, before the inner free runs (as nginx's
+/// own order has it: keepalive takes the connection, round robin counts).
+#[cold]
+#[inline(never)]
+fn observe_free(r: &mut ngx_http_request_t, u: *mut ngx_http_upstream_t, pc: *mut ngx_peer_connection_t, failed: bool) {
+    // SAFETY: u is r's live upstream; pc is its peer connection.
+    let (u, pc) = unsafe { (&*u, &*pc) };
+    let Some(idx) = ctx::state_index(r, u.state) else {
+        return;
+    };
+    let obs = snapshot(r, u, pc);
+    let seen = ctx::get(r).is_some_and(|c| c.recorded(idx).is_some());
+    if !(failed || seen || obs.client_error) {
+        return;
     }
+    let Some(ctx) = ctx::get_or_create(r) else {
+        return;
+    };
+    let end = if failed { End::Failed } else { End::Finalized };
+    ctx::record_end(ctx, idx, end, obs, u.upstream);
 }
 
-unsafe extern "C" fn set_session(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
-    // SAFETY: our data; the inner callback with its own data.
-    match unsafe { peer_data(data) } {
-        Some(PeerData {
-            set_session: Some(inner),
-            data,
-            ..
-        }) => unsafe { inner(pc, *data) },
-        _ => Status::NGX_OK.into(),
-    }
-}
-
-unsafe extern "C" fn save_session(pc: *mut ngx_peer_connection_t, data: *mut c_void) {
-    // SAFETY: our data; the inner callback with its own data.
-    if let Some(PeerData {
-        save_session: Some(inner),
-        data,
-        ..
-    }) = unsafe { peer_data(data) }
-    {
-        unsafe { inner(pc, *data) };
-    }
-}
+/// Bytes of request pool the balancer wrapper takes per request.
+pub const PEER_DATA_BYTES: usize = 0;

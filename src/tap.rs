@@ -2,31 +2,86 @@
 //!
 //! nginx writes every upstream error line of a request on one object,
 //! `r->connection->log` (the peer connection's `c->log` is set to it on each
-//! attempt). Armed in `peer.get`, the tap puts its own writer on that log,
-//! records the upstream lines for the request's current attempt, and
-//! forwards every line exactly as nginx would have written it. It is
-//! disarmed by the request pool's cleanup; if nginx replaced the log's
-//! writer meanwhile (`ngx_set_connection_log` on a location change), the tap
-//! is simply gone and is armed again by the next `peer.get`.
+//! attempt). The tap puts its own writer on that log, records the upstream
+//! lines for the request's current attempt, and forwards every line exactly
+//! as nginx would have written it.
+//!
+//! It is armed right before the content handler of a `*_pass` location runs
+//! (so that failures before any balancer call, the resolver's, and attempts
+//! no balancer wrapper sees, `proxy_pass http://$var` to an address, are
+//! heard too) and again in `peer.get`. It is never disarmed: nginx itself
+//! puts the location's writer back on the log at the next location change
+//! (`ngx_set_connection_log`), and until then the tap forwards every line
+//! unchanged. What it replaced (writer, its data, level) is kept in a small
+//! table shared by all requests of the worker, one entry per distinct
+//! triple, so arming costs no allocation.
 
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_void, CStr};
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_http_log_ctx_t, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_DECLINED,
-    NGX_LOG_ERR,
+    ngx_conf_t, ngx_http_handler_pt, ngx_http_log_ctx_t, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_log_writer_pt,
+    ngx_uint_t, u_char, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use upstream_cause_core::text::{extract_message, parse_message, MessageKind, Phase};
 
 use crate::ctx::{self, Records, BEFORE_ANY, DETAIL_MAX};
+use crate::slots::{same_fn, wrappers, Slots};
 
-pub struct Tap {
-    log: *mut ngx_log_t,
-    saved_writer: ngx_log_writer_pt,
-    saved_wdata: *mut c_void,
-    saved_level: ngx_uint_t,
+/// What the tap replaced on a log.
+#[derive(Clone, Copy)]
+struct Saved {
+    writer: ngx_log_writer_pt,
+    wdata: *mut c_void,
+    level: ngx_uint_t,
+}
+
+/// Distinct `Saved` triples (a configuration has a few: one per syslog or
+/// memory target and level; plain files have no writer).
+const SAVED_MAX: usize = 64;
+
+struct SavedTable {
+    items: UnsafeCell<[Saved; SAVED_MAX]>,
+    len: Cell<usize>,
+}
+
+// SAFETY: appended to only by the worker's one thread; an entry, once
+// written, never changes (logs point at it with `wdata`).
+unsafe impl Sync for SavedTable {}
+
+static SAVED: SavedTable = SavedTable {
+    items: UnsafeCell::new(
+        [Saved {
+            writer: None,
+            wdata: ptr::null_mut(),
+            level: 0,
+        }; SAVED_MAX],
+    ),
+    len: Cell::new(0),
+};
+
+impl SavedTable {
+    /// The entry equal to `s`, added if new; `None` when the table is full.
+    fn entry(&self, s: Saved) -> Option<*mut Saved> {
+        let base = self.items.get().cast::<Saved>();
+        let len = self.len.get();
+        for i in 0..len {
+            // SAFETY: i < len <= SAVED_MAX, an initialised entry.
+            let e = unsafe { &*base.add(i) };
+            if e.wdata == s.wdata && e.level == s.level && same_fn(e.writer, s.writer, |f| f as usize) {
+                return Some(base.wrapping_add(i));
+            }
+        }
+        if len == SAVED_MAX {
+            return None;
+        }
+        // SAFETY: len < SAVED_MAX; no reference to this entry exists yet.
+        unsafe { base.add(len).write(s) };
+        self.len.set(len + 1);
+        Some(base.wrapping_add(len))
+    }
 }
 
 thread_local! {
@@ -47,62 +102,43 @@ const OUR_WRITER: unsafe extern "C" fn(*mut ngx_log_t, ngx_uint_t, *mut u_char, 
 
 /// Whether the log's writer is the tap's. Function addresses are compared
 /// as nginx's C does; the crate is one codegen unit, so ours is unique.
-fn is_ours(w: ngx_log_writer_pt) -> bool {
+#[inline]
+pub fn is_ours(w: ngx_log_writer_pt) -> bool {
     w.map(|f| f as usize) == Some(OUR_WRITER as *const () as usize)
 }
 
-impl Tap {
-    pub const fn new() -> Tap {
-        Tap {
-            log: ptr::null_mut(),
-            saved_writer: None,
-            saved_wdata: ptr::null_mut(),
-            saved_level: 0,
-        }
+/// Puts the tap on `log` unless it is there already.
+///
+/// # Safety
+/// `log` is the live connection log of an HTTP request.
+#[inline]
+pub unsafe fn arm(log: *mut ngx_log_t) {
+    // SAFETY: per the contract, a live log.
+    let Some(l) = (unsafe { log.as_mut() }) else { return };
+    if is_ours(l.writer) {
+        return;
     }
-
-    /// Puts the tap on `log` unless a tap is already there.
-    ///
-    /// # Safety
-    /// `log` is the live connection log of the request owning this Tap, and
-    /// the Tap does not move until [`Tap::disarm`] (it lives in pool memory).
-    pub unsafe fn arm(&mut self, log: *mut ngx_log_t) {
-        // SAFETY: per the contract, a live log.
-        let Some(l) = (unsafe { log.as_mut() }) else { return };
-        if is_ours(l.writer) {
-            return;
-        }
-        self.log = log;
-        self.saved_writer = l.writer;
-        self.saved_wdata = l.wdata;
-        self.saved_level = l.log_level;
-        l.writer = Some(OUR_WRITER);
-        l.wdata = ptr::from_mut(self).cast();
-        // Lines must be formatted to be seen, even under `error_log ... crit`.
-        if l.log_level < NGX_LOG_ERR as ngx_uint_t {
-            l.log_level = NGX_LOG_ERR as ngx_uint_t;
-        }
-    }
-
-    /// Restores the log, if this tap is still the one on it.
-    pub fn disarm(&mut self) {
-        // SAFETY: `self.log` was a live connection log when armed; the
-        // connection outlives the request pool whose cleanup calls this.
-        if let Some(l) = unsafe { self.log.as_mut() } {
-            if is_ours(l.writer) && l.wdata == ptr::from_mut(self).cast() {
-                l.writer = self.saved_writer;
-                l.wdata = self.saved_wdata;
-                l.log_level = self.saved_level;
-            }
-        }
-        self.log = ptr::null_mut();
+    let Some(saved) = SAVED.entry(Saved {
+        writer: l.writer,
+        wdata: l.wdata,
+        level: l.log_level,
+    }) else {
+        return; // no room: this request is heard through its flags only
+    };
+    l.writer = Some(OUR_WRITER);
+    l.wdata = saved.cast();
+    // Lines must be formatted to be seen, even under `error_log ... crit`.
+    if l.log_level < NGX_LOG_ERR as ngx_uint_t {
+        l.log_level = NGX_LOG_ERR as ngx_uint_t;
     }
 }
 
 unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_char, len: usize) {
     // SAFETY: nginx calls the writer with its log and the formatted line;
-    // wdata is the Tap we installed with this writer.
-    let (Some(l), Some(tap)) = (unsafe { log.as_mut() }, unsafe { (*log).wdata.cast::<Tap>().as_ref() }) else {
+    // wdata is the table entry we installed with this writer.
+    let (Some(l), Some(tap)) = (unsafe { log.as_mut() }, unsafe {
+        (*log).wdata.cast::<Saved>().as_ref()
+    }) else {
         return;
     };
     let line: &[u8] = if buf.is_null() {
@@ -115,15 +151,15 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
         suspended(|| crate::guard((), || capture(l, line)));
     }
 
-    if level > tap.saved_level {
+    if level > tap.level {
         return;
     }
-    match tap.saved_writer {
+    match tap.writer {
         Some(w) => {
             let mut copy = *l;
-            copy.writer = tap.saved_writer;
-            copy.wdata = tap.saved_wdata;
-            copy.log_level = tap.saved_level;
+            copy.writer = tap.writer;
+            copy.wdata = tap.wdata;
+            copy.log_level = tap.level;
             // SAFETY: the writer nginx had configured, with its own data.
             unsafe { w(&mut copy, level, buf, len) };
         }
@@ -162,12 +198,20 @@ fn capture(l: &ngx_log_t, line: &[u8]) {
     let Some(lctx) = (unsafe { l.data.cast::<ngx_http_log_ctx_t>().as_ref() }) else {
         return;
     };
+    // No request (between keepalive requests): nothing to attribute to.
+    if lctx.request.is_null() {
+        return;
+    }
     let r = if lctx.current_request.is_null() {
         lctx.request
     } else {
         lctx.current_request
     };
-    let Some(ctx) = ctx::get(r) else { return };
+    // SAFETY: with `request` set, both are live requests of the connection.
+    if unsafe { (*r).upstream.is_null() } || !crate::enabled_for(r) {
+        return;
+    }
+    let Some(ctx) = ctx::get_or_create(r) else { return };
     let current = ctx.current_index();
     let Some(recs) = ctx.records() else { return };
     let Some(idx) = current else {
@@ -197,22 +241,47 @@ fn keep_detail(recs: &mut Records, idx: usize, msg: &[u8]) {
     recs.detail_idx = idx;
 }
 
-/// Precontent phase: arms the tap before the content handler runs, in
-/// locations that have one (proxy_pass and the other *_pass set it), so
-/// that failures before any balancer call (the resolver) and attempts no
-/// wrapper sees (`proxy_pass http://$var` to an address) are heard too.
-pub unsafe extern "C" fn precontent_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+/// The content handlers of the locations we arm the tap for.
+static HANDLERS: Slots<ngx_http_handler_pt> = Slots::new();
+type HandlerFn = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+static CONTENT_WRAPPERS: [HandlerFn; crate::slots::N] = wrappers!(content_handler);
+
+fn handler_addr(f: HandlerFn) -> usize {
+    f as usize
+}
+
+/// At merge time of a location where `upstream_cause` is on: puts the tap
+/// in front of the location's content handler (proxy_pass and the other
+/// `*_pass` set one), so the tap is on the log before nginx's upstream
+/// code runs, whatever it does first (resolve, pick a peer).
+pub fn wrap_content_handler(cf: *mut ngx_conf_t) {
+    // SAFETY: during merge, cf->ctx's loc_conf is the location being merged.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return;
+    };
+    let h = clcf.handler;
+    let ours = CONTENT_WRAPPERS
+        .iter()
+        .any(|w| h.map(handler_addr) == Some(handler_addr(*w)));
+    if h.is_none() || ours {
+        return;
+    }
+    if let Some(i) = HANDLERS.find_or_add(h, |a, b| same_fn(*a, *b, handler_addr)) {
+        clcf.handler = Some(CONTENT_WRAPPERS[i]);
+    }
+}
+
+unsafe extern "C" fn content_handler<const I: usize>(r: *mut ngx_http_request_t) -> ngx_int_t {
+    let Some(Some(orig)) = HANDLERS.get(I) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
     crate::guard((), || {
-        // SAFETY: nginx runs phase handlers with a live request.
-        let Some(req) = (unsafe { r.as_ref() }) else { return };
-        let has_handler = NgxHttpCoreModule::location_conf(req).is_some_and(|clcf| clcf.handler.is_some());
-        if !has_handler || !crate::enabled_for(r) {
-            return;
-        }
-        if let Some(ctx) = ctx::get_or_create(r) {
-            // SAFETY: the request's live connection log; the ctx lives in its pool.
-            unsafe { ctx.tap.arm((*req.connection).log) };
+        // SAFETY: nginx calls content handlers with a live request.
+        if let Some(req) = unsafe { r.as_ref() } {
+            // SAFETY: the request's live connection log.
+            unsafe { arm((*req.connection).log) };
         }
     });
-    NGX_DECLINED as ngx_int_t
+    // SAFETY: the location's own content handler, called as nginx would.
+    unsafe { orig(r) }
 }

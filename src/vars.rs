@@ -104,8 +104,8 @@ unsafe extern "C" fn get(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_
         let Some(v) = (unsafe { v.as_mut() }) else {
             return NGX_ERROR as ngx_int_t;
         };
-        match ctx::get(r).filter(|_| crate::enabled_for(r)) {
-            Some(ctx) => value(r, v, data, ctx),
+        match Some(r).filter(|_| crate::enabled_for(r)) {
+            Some(r) => value(r, v, data, &ctx::view(r)),
             None => {
                 set_static(v, b"");
                 NGX_OK as ngx_int_t
