@@ -20,7 +20,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 use upstream_cause_core::metrics::{count, render_prometheus, Counted, Header, Key, Series};
-use upstream_cause_core::render::{Entry, FixedBuf, Sink};
+use upstream_cause_core::render::{fmt_u64, Entry, FixedBuf, Sink};
 
 use crate::ctx::{Ctx, BEFORE_ANY};
 use crate::{MainConf, Module};
@@ -272,23 +272,15 @@ fn upstream_label(uscf: *const ngx_http_upstream_srv_conf_t, r: &ngx_http_reques
         if us.flags & NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t != 0 || us.port == 0 {
             return Label::of(&[us.host.as_bytes()]);
         }
-        let mut port = [0u8; 8];
-        let n = fmt_u16(&mut port, us.port);
-        return Label::of(&[us.host.as_bytes(), b":", &port[..n]]);
+        let mut port = [0u8; 20];
+        return Label::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
     }
     // SAFETY: the request's upstream and its resolved part, if any.
     if let Some(res) = unsafe { r.upstream.as_ref().and_then(|u| u.resolved.as_ref()) } {
-        let mut port = [0u8; 8];
-        let n = fmt_u16(&mut port, res.port);
-        return Label::of(&[res.host.as_bytes(), b":", &port[..n]]);
+        let mut port = [0u8; 20];
+        return Label::of(&[res.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(res.port))]);
     }
     Label::of(&[b"-"])
-}
-
-fn fmt_u16(buf: &mut [u8; 8], v: u16) -> usize {
-    let mut out = FixedBuf::new(buf);
-    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{v}"));
-    out.len()
 }
 
 /// Counts the request's failed attempts and, if its final status was

@@ -54,6 +54,7 @@ impl core::fmt::Write for FixedBuf<'_> {
 }
 
 impl Sink for FixedBuf<'_> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let room = self.buf.len() - self.len;
         let n = bytes.len().min(room);
@@ -75,26 +76,37 @@ impl Sink for Counter {
     }
 }
 
+/// Bytes written as they are inside a double-quoted value: printable
+/// ASCII but `"` and `\\`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// Writes `bytes` as the inside of a double-quoted value: `"` and `\` are
 /// backslash-escaped, control bytes and bytes >= 0x7f become `\xHH`, so the
 /// result is printable ASCII on one line whatever the input.
 pub fn escape_quoted(out: &mut impl Sink, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let plain = (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
-        if plain {
-            continue;
-        }
-        out.put(&bytes[start..i]);
+    let mut rest = bytes;
+    loop {
+        let n = rest.iter().position(|&b| !PLAIN[usize::from(b)]).unwrap_or(rest.len());
+        out.put(&rest[..n]);
+        let Some((&b, tail)) = rest[n..].split_first() else {
+            return;
+        };
         match b {
             b'"' => out.put(b"\\\""),
             b'\\' => out.put(b"\\\\"),
             _ => out.put(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
         }
-        start = i + 1;
+        rest = tail;
     }
-    out.put(&bytes[start..]);
 }
 
 /// Whether `name` is acceptable as a response header name: an HTTP token
@@ -171,28 +183,21 @@ pub fn render_log_line(out: &mut impl Sink, l: &LogLine<'_>) {
     } else {
         // A peer name is an address or an upstream name: no spaces or
         // quotes in practice, but never let one break the line.
-        escape_bare(out, l.peer);
+        escape_quoted(out, l.peer);
     }
     out.put(b" causes=\"");
     render_list(out, l.entries);
     out.put(b"\" detail=\"");
     escape_quoted(out, l.detail);
     out.put(b"\" hint=\"");
-    escape_quoted(out, l.cause.hint().as_bytes());
+    // Our own fixed text, printable and without quotes
+    // (`hints_are_one_printable_sentence` holds it).
+    out.put(l.cause.hint().as_bytes());
     out.put(b"\"");
 }
 
-fn escape_bare(out: &mut impl Sink, bytes: &[u8]) {
-    for &b in bytes {
-        if (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\' {
-            out.put(&[b]);
-        } else {
-            escape_quoted(out, &[b]);
-        }
-    }
-}
-
-fn fmt_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
+/// `v` in decimal, written at the end of `buf`.
+pub fn fmt_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

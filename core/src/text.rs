@@ -77,24 +77,99 @@ pub struct Message {
     pub phase: Option<Phase>,
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > hay.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
+const LO: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// High bit set in exactly the bytes of `x` that are zero.
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
-fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > hay.len() {
+fn word(c: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(c);
+    u64::from_le_bytes(a)
+}
+
+/// Index of the first `b` in `hay`, eight bytes at a time (this runs on
+/// every captured line).
+fn memchr(b: u8, hay: &[u8]) -> Option<usize> {
+    let pat = LO * u64::from(b);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let z = zero_bytes(word(c) ^ pat);
+        if z != 0 {
+            return Some(base + (z.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|&x| x == b).map(|i| base + i)
+}
+
+/// Index of the last `b` in `hay`.
+fn memrchr(b: u8, hay: &[u8]) -> Option<usize> {
+    let pat = LO * u64::from(b);
+    let mut chunks = hay.rchunks_exact(8);
+    let mut end = hay.len();
+    for c in &mut chunks {
+        end -= 8;
+        let z = zero_bytes(word(c) ^ pat);
+        if z != 0 {
+            return Some(end + 7 - (z.leading_zeros() / 8) as usize);
+        }
+    }
+    chunks.remainder().iter().rposition(|&x| x == b)
+}
+
+/// The byte of `needle` to scan for: its first that is not a space (spaces
+/// are everywhere in log text).
+fn anchor(needle: &[u8]) -> usize {
+    needle.iter().position(|&b| b != b' ').unwrap_or(0)
+}
+
+/// The first occurrence of `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let n = needle.len();
+    let last = hay.len().checked_sub(n)?;
+    if n == 0 {
         return None;
     }
-    hay.windows(needle.len()).rposition(|w| w == needle)
+    let k = anchor(needle);
+    let mut i = k;
+    while i <= last + k {
+        let at = i + memchr(needle[k], &hay[i..=last + k])?;
+        if hay[at - k..at - k + n] == *needle {
+            return Some(at - k);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// The last occurrence of `needle` in `hay`.
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let n = needle.len();
+    let last = hay.len().checked_sub(n)?;
+    if n == 0 {
+        return None;
+    }
+    let k = anchor(needle);
+    let mut end = last + k + 1;
+    while end > k {
+        let at = k + memrchr(needle[k], &hay[k..end])?;
+        if hay[at - k..at - k + n] == *needle {
+            return Some(at - k);
+        }
+        end = at;
+    }
+    None
 }
 
 /// The first "(NNN: " in the text: nginx's rendering of an errno.
 pub fn parse_errno(text: &[u8]) -> Option<u16> {
     let mut i = 0;
-    while let Some(off) = text.get(i..).and_then(|t| t.iter().position(|&b| b == b'(')) {
+    while let Some(off) = text.get(i..).and_then(|t| memchr(b'(', t)) {
         let start = i + off + 1;
         let digits = text[start..].iter().take_while(|b| b.is_ascii_digit()).count();
         if (1..=5).contains(&digits) && text[start + digits..].starts_with(b": ") {
@@ -232,6 +307,46 @@ pub fn extract_message<'a>(line: &'a [u8], action: Option<&[u8]>) -> &'a [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_and_rfind_agree_with_a_naive_search() {
+        let naive = |h: &[u8], n: &[u8]| -> Vec<usize> {
+            if n.is_empty() || n.len() > h.len() {
+                return vec![];
+            }
+            (0..=h.len() - n.len()).filter(|&i| &h[i..i + n.len()] == n).collect()
+        };
+        let needles: [&[u8]; 9] = [b"", b"a", b"ab", b"aa", b" w", b" while ", b"while", b" ", b"  "];
+        // Every string of up to 40 bytes a small generator makes over an
+        // alphabet that forms the needles, and some fixed ones.
+        let mut hays: Vec<Vec<u8>> = [&b"x while a while b"[..], b"aaaaaaaaaaaaaaaaab", b"   while    "]
+            .iter()
+            .map(|h| h.to_vec())
+            .collect();
+        let mut seed: u32 = 1;
+        for len in 0..40 {
+            for _ in 0..25 {
+                let h = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        b"ab whiel"[(seed >> 16) as usize % 8]
+                    })
+                    .collect();
+                hays.push(h);
+            }
+        }
+        for h in &hays {
+            for n in needles {
+                let all = naive(h, n);
+                assert_eq!(find(h, n), all.first().copied(), "find {h:?} {n:?}");
+                assert_eq!(rfind(h, n), all.last().copied(), "rfind {h:?} {n:?}");
+            }
+            for b in [b'a', b' ', b'w', b'z'] {
+                assert_eq!(memchr(b, h), h.iter().position(|&x| x == b));
+                assert_eq!(memrchr(b, h), h.iter().rposition(|&x| x == b));
+            }
+        }
+    }
 
     #[test]
     fn errno_is_found_after_function_parentheses() {
