@@ -33,10 +33,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".work"
+# the nginx binary and the module built for it (--nginx/--module change them)
 NGINX = WORK / "bin/nginx"
 MODULE = WORK / "modules/ngx_http_upstream_cause_module.so"
 GO = WORK / "bin/go-service"
 OUT = WORK / "bench"
+# nginx listens on one port for every run, so that no figure depends on
+# how many digits a random port has
+PORT = 0
+
+# (name, load the module, its configuration)
+VARIANTS = {
+    "stock": (False, ""),
+    "module": (True, "upstream_cause_header X-Upstream-Cause; upstream_cause_zone uc 1m;"),
+    # the same without the enriched error-log line: what classifying and
+    # counting cost apart from nginx formatting a second line
+    "noline": (True, "upstream_cause_header X-Upstream-Cause; upstream_cause_zone uc 1m; upstream_cause_log off;"),
+}
 
 WORKLOADS = {
     "a": ("proxied 200, keepalive upstream", "/a/ok"),
@@ -63,10 +76,10 @@ def wait_port(port, timeout=60):
     raise TimeoutError(f"nothing on {port}")
 
 
-def config(prefix, port, go, dead, module, single):
+def config(prefix, port, go, dead, variant, single):
     user = "user root;" if os.geteuid() == 0 else ""
+    module, on = VARIANTS[variant]
     mod = f"load_module {MODULE};" if module else ""
-    on = "upstream_cause_header X-Upstream-Cause; upstream_cause_zone uc 1m;" if module else ""
     mp = "master_process off;" if single else "master_process on;"
     return f"""{mod}
 daemon off; {mp} worker_processes 1; {user}
@@ -89,12 +102,12 @@ http {{
 """
 
 
-def start_nginx(name, go, dead, module, single, valgrind=None):
+def start_nginx(name, go, dead, variant, single, valgrind=None):
     prefix = OUT / name
     prefix.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = PORT
     conf = prefix / "nginx.conf"
-    conf.write_text(config(prefix, port, go, dead, module, single))
+    conf.write_text(config(prefix, port, go, dead, variant, single))
     cmd = [str(NGINX), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
     if valgrind:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={valgrind}"] + cmd
@@ -160,34 +173,45 @@ def alloc_calls(path):
     return calls
 
 
-def module_self_cost(path):
-    """Self instructions of the functions in the module's object."""
-    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", str(path)],
+OURS = ("libngx_http_upstream_cause_module.so]", ":ngx_http_upstream_cause_module::", ":upstream_cause_core::")
+
+
+def function_costs(path):
+    """Self instructions per function (callgrind_annotate, no source)."""
+    out = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", "--inclusive=no", str(path)],
                          capture_output=True, text=True, timeout=300).stdout
-    total = 0
+    costs = {}
     for line in out.splitlines():
-        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(.*)", line)
-        what = m.group(2) if m else ""
-        ours = ("libngx_http_upstream_cause_module.so]" in what or ":ngx_http_upstream_cause_module::" in what
-                or ":upstream_cause_core::" in what)
-        if m and "=>" not in what and ours:
-            total += int(m.group(1).replace(",", ""))
-    return total
+        m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*)", line)
+        if not m or "=>" in m.group(2) or "PROGRAM TOTALS" in m.group(2):
+            continue
+        what = m.group(2)
+        ours = any(o in what for o in OURS)
+        name = re.sub(r"\s*\[[^\]]*\]$", "", what).split(":", 1)[-1]
+        key = (name, ours)
+        costs[key] = costs.get(key, 0) + int(m.group(1).replace(",", ""))
+    return costs
 
 
 def measure_callgrind(go, dead, n1, n2):
-    res = {}
+    """Per workload and variant: (instructions, allocator calls, module's
+    own instructions) per request, and the per-function costs per request."""
+    res, funcs = {}, {}
     for w, (_, path) in WORKLOADS.items():
-        for variant, module in (("stock", False), ("module", True)):
-            per = {}
+        for variant, (module, _) in VARIANTS.items():
+            per, fn = {}, {}
             for n in (n1, n2):
                 out = OUT / f"cg-{w}-{variant}-{n}.out"
-                proc, port = start_nginx(f"cg-{w}-{variant}-{n}", go, dead, module, True, valgrind=out)
+                proc, port = start_nginx(f"cg-{w}-{variant}-{n}", go, dead, variant, True, valgrind=out)
                 send(port, path, n)
                 stop(proc)
-                per[n] = (callgrind_totals(out), alloc_calls(out), module_self_cost(out) if module else 0)
+                fn[n] = function_costs(out)
+                own = sum(c for (_, ours), c in fn[n].items() if ours)
+                per[n] = (callgrind_totals(out), alloc_calls(out), own)
             res[(w, variant)] = tuple((per[n2][i] - per[n1][i]) / (n2 - n1) for i in range(3))
-    return res
+            funcs[(w, variant)] = {k: (fn[n2].get(k, 0) - fn[n1].get(k, 0)) / (n2 - n1)
+                                   for k in set(fn[n1]) | set(fn[n2])}
+    return res, funcs
 
 
 def wrk(port, path, seconds):
@@ -204,9 +228,9 @@ def measure_wrk(go, dead, rounds, seconds):
         rps = {"stock": [], "module": []}
         for r in range(rounds):
             got = {}
-            order = (("stock", False), ("module", True)) if r % 2 == 0 else (("module", True), ("stock", False))
-            for variant, module in order:
-                proc, port = start_nginx(f"wrk-{w}-{variant}", go, dead, module, False)
+            order = ("stock", "module") if r % 2 == 0 else ("module", "stock")
+            for variant in order:
+                proc, port = start_nginx(f"wrk-{w}-{variant}", go, dead, variant, False)
                 wrk(port, path, 1)  # warm-up
                 got[variant] = wrk(port, path, seconds)
                 stop(proc)
@@ -217,7 +241,24 @@ def measure_wrk(go, dead, rounds, seconds):
     return res
 
 
-def table(cg, wr, n1, n2, rounds, seconds):
+def short(name):
+    """A function's name without its crate path and generics."""
+    name = re.sub(r"<[^<>]*>", "", re.sub(r"<[^<>]*>", "", name))
+    return name.replace("ngx_http_upstream_cause_module::", "").replace("upstream_cause_core::", "core::")
+
+
+def where(funcs, w, top):
+    """The functions whose cost per request grew most with the module."""
+    m, st = funcs[(w, "module")], funcs[(w, "stock")]
+    diff = {}
+    for k in set(m) | set(st):
+        name = short(k[0]) + (" (ours)" if k[1] else "")
+        diff[name] = diff.get(name, 0) + m.get(k, 0) - st.get(k, 0)
+    best = sorted(diff.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"`{n}` {c:,.0f}" for n, c in best if c >= 1)
+
+
+def table(cg, funcs, wr, n1, n2, rounds, seconds, build):
     ver = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "")
     cpu = "unknown"
     for line in open("/proc/cpuinfo"):
@@ -226,22 +267,27 @@ def table(cg, wr, n1, n2, rounds, seconds):
             break
     lines = [
         f"Measured {datetime.date.today()} on {cpu}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}; {ver} (the vendored build, `--with-debug`); stock = the same binary without "
-        f"`load_module`; module = loaded, with the header, the log line and a zone. callgrind: "
+        f"{platform.release()}; {ver} ({build}); stock = the same binary without "
+        f"`load_module`; module = loaded, with the header, the log line and a zone; without the line = the same "
+        f"with `upstream_cause_log off`. callgrind: "
         f"(I({n2}) - I({n1})) / {n2 - n1} requests on one keepalive client connection; wrk: 1 worker, "
-        f"16 connections, {seconds} s, {rounds} interleaved rounds.",
+        f"16 connections, {seconds} s, {rounds} interleaved rounds (stock and module).",
         "",
-        "| workload | instructions/request stock | module | ratio | module's own functions | Rust allocator calls/request | wrk req/s stock | module | median ratio (min-max) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workload | instructions/request stock | module | ratio | module's own functions | without the line | ratio | Rust allocator calls/request | wrk req/s stock | module | median ratio (min-max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w, (name, _) in WORKLOADS.items():
-        s, m = cg[(w, "stock")], cg[(w, "module")]
-        ratio = m[0] / s[0]
+        s, m, q = cg[(w, "stock")], cg[(w, "module")], cg[(w, "noline")]
+        ratio, qratio = m[0] / s[0], q[0] / s[0]
         own = m[2] / m[0] * 100 if m[0] else 0
         ws, wm, wmed, wmin, wmax = wr[w]
         lines.append(
-            f"| ({w}) {name} | {s[0]:,.0f} | {m[0]:,.0f} | {ratio:.4f} (+{(ratio - 1) * 100:.2f}%) | "
-            f"{m[2]:,.0f} ({own:.1f}%) | {m[1]:.2f} | {ws:,.0f} | {wm:,.0f} | {wmed:.3f} ({wmin:.3f}-{wmax:.3f}) |")
+            f"| ({w}) {name} | {s[0]:,.0f} | {m[0]:,.0f} | {ratio:.4f} ({(ratio - 1) * 100:+.2f}%) | "
+            f"{m[2]:,.0f} ({own:.1f}%) | {q[0]:,.0f} | {qratio:.4f} ({(qratio - 1) * 100:+.2f}%) | {m[1]:.2f} | "
+            f"{ws:,.0f} | {wm:,.0f} | {wmed:.3f} ({wmin:.3f}-{wmax:.3f}) |")
+    lines += ["", "Where the extra instructions go (callgrind, module minus stock, per request, largest first):", ""]
+    for w, (name, _) in WORKLOADS.items():
+        lines.append(f"- ({w}) {where(funcs, w, 8)}")
     return "\n".join(lines)
 
 
@@ -254,7 +300,15 @@ def main():
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--only", default="abcd", help="workloads to run, e.g. ab (no README update unless all)")
     ap.add_argument("--no-wrk", action="store_true", help="callgrind only (no README update)")
+    ap.add_argument("--nginx", help="another nginx binary (default: the vendored build under .work/)")
+    ap.add_argument("--module", help="the module built for that nginx")
+    ap.add_argument("--build", default="the vendored build, `--with-debug`", help="how to name the build")
+    ap.add_argument("--marker", default="bench", help="README section: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args()
+    global NGINX, MODULE, PORT
+    NGINX = Path(args.nginx) if args.nginx else NGINX
+    MODULE = Path(args.module) if args.module else MODULE
+    PORT = free_port()
     for w in list(WORKLOADS):
         if w not in args.only:
             del WORKLOADS[w]
@@ -266,21 +320,23 @@ def main():
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(go_port)
-        cg = measure_callgrind(go_port, dead, args.n1, args.n2)
+        cg, funcs = measure_callgrind(go_port, dead, args.n1, args.n2)
         wr = ({w: (0, 0, 0, 0, 0) for w in WORKLOADS} if args.no_wrk
               else measure_wrk(go_port, dead, args.rounds, args.seconds))
     finally:
         go.terminate()
         go.wait(10)
-    text = table(cg, wr, args.n1, args.n2, args.rounds, args.seconds)
+    text = table(cg, funcs, wr, args.n1, args.n2, args.rounds, args.seconds, args.build)
     print(text)
     if args.readme:
         readme = ROOT / "README.md"
         s = readme.read_text()
-        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-        if start in s and end in s:
-            s = s[: s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):]
-            readme.write_text(s)
+        start, end = f"<!-- {args.marker}:start -->", f"<!-- {args.marker}:end -->"
+        if start not in s or end not in s:
+            print(f"README.md has no {start} ... {end} section", file=sys.stderr)
+            return 1
+        s = s[: s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):]
+        readme.write_text(s)
     return 0
 
 

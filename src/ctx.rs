@@ -6,7 +6,7 @@
 //! our handler and our request. Subrequests share the pool, hence the
 //! stored `r`.
 
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ffi::c_void;
 use core::ptr;
 
@@ -104,11 +104,84 @@ pub const RECORDS_BYTES: usize = core::mem::size_of::<Records>();
 pub struct Ctx {
     pub r: *mut ngx_http_request_t,
     pub records: *mut Records,
+    /// The records came from the worker's cache (and go back to it).
+    cached: bool,
 }
 
-/// Our pool cleanup: nothing to clean (the records are pool memory); its
+/// Records a worker keeps for reuse: when a failed request's pool is
+/// destroyed its records return here, so the next failure takes them
+/// instead of 1.2 KB of its own pool (which, late in a request, usually
+/// means a new pool block: a malloc and a free per failed request). At
+/// most `CACHED` records per worker are made this way, from the cycle pool;
+/// beyond that (more failing requests at once) a request uses its own pool.
+const CACHED: usize = 32;
+
+struct Cache {
+    free: UnsafeCell<[*mut Records; CACHED]>,
+    nfree: Cell<usize>,
+    made: Cell<usize>,
+}
+
+// SAFETY: used only by the worker's one thread (requests, pool cleanups).
+unsafe impl Sync for Cache {}
+
+static CACHE: Cache = Cache {
+    free: UnsafeCell::new([ptr::null_mut(); CACHED]),
+    nfree: Cell::new(0),
+    made: Cell::new(0),
+};
+
+impl Cache {
+    /// Records to fill, or null when the cache has none and may make none.
+    fn take(&self) -> *mut Records {
+        let n = self.nfree.get();
+        if n > 0 {
+            self.nfree.set(n - 1);
+            // SAFETY: see the Sync impl; n - 1 < CACHED.
+            return unsafe { (*self.free.get())[n - 1] };
+        }
+        if self.made.get() == CACHED {
+            return ptr::null_mut();
+        }
+        // SAFETY: the worker's live cycle; its pool lasts as long as the worker.
+        let Some(cycle) = (unsafe { ngx::ffi::ngx_cycle.as_ref() }) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the cycle's pool.
+        let pool = unsafe { ngx::core::Pool::from_ngx_pool(cycle.pool) };
+        let p = pool.alloc(core::mem::size_of::<Records>()).cast::<Records>();
+        if !p.is_null() {
+            self.made.set(self.made.get() + 1);
+        }
+        p
+    }
+
+    /// Takes back records that `take` gave.
+    fn give(&self, p: *mut Records) {
+        let n = self.nfree.get();
+        // Always true: no more than `made <= CACHED` records are out.
+        if n < CACHED {
+            // SAFETY: see the Sync impl; n < CACHED.
+            unsafe { (*self.free.get())[n] = p };
+            self.nfree.set(n + 1);
+        }
+    }
+}
+
+/// Our pool cleanup: returns cached records to the worker's cache; its
 /// address marks the cleanup whose data is a Ctx.
-unsafe extern "C" fn cleanup(_data: *mut c_void) {}
+unsafe extern "C" fn cleanup(data: *mut c_void) {
+    // SAFETY: nginx calls this with the data of our cleanup, a Ctx, while
+    // the pool (and the records, if from the request pool) still exist;
+    // nothing reads the context after its pool is being destroyed.
+    let Some(ctx) = (unsafe { data.cast::<Ctx>().as_mut() }) else {
+        return;
+    };
+    if ctx.cached && !ctx.records.is_null() {
+        CACHE.give(ctx.records);
+        ctx.records = ptr::null_mut();
+    }
+}
 
 /// What there is to read about the request: its context if it has one,
 /// else nginx's own upstream states alone.
@@ -116,6 +189,7 @@ pub fn view(r: *mut ngx_http_request_t) -> Ctx {
     Ctx {
         r,
         records: get(r).map_or(ptr::null_mut(), |c| c.records),
+        cached: false,
     }
 }
 
@@ -169,6 +243,7 @@ pub fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
             Ctx {
                 r,
                 records: ptr::null_mut(),
+                cached: false,
             },
         );
         cln.handler = Some(cleanup);
@@ -178,16 +253,22 @@ pub fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
 }
 
 impl Ctx {
-    /// The records, allocated on first use from the request pool.
+    /// The records, taken on first use from the worker's cache or else
+    /// from the request pool.
     pub fn records(&mut self) -> Option<&mut Records> {
         if self.records.is_null() {
-            // SAFETY: r is the live request owning this Ctx.
-            let pool = unsafe { ngx::core::Pool::from_ngx_pool((*self.r).pool) };
-            let p = pool.alloc(core::mem::size_of::<Records>()).cast::<Records>();
+            let mut p = CACHE.take();
+            self.cached = !p.is_null();
+            if p.is_null() {
+                // SAFETY: r is the live request owning this Ctx.
+                let pool = unsafe { ngx::core::Pool::from_ngx_pool((*self.r).pool) };
+                p = pool.alloc(core::mem::size_of::<Records>()).cast::<Records>();
+            }
             if p.is_null() {
                 return None;
             }
-            // SAFETY: fresh, suitably aligned pool memory of the right size.
+            // SAFETY: suitably aligned pool memory of the right size, ours
+            // alone (fresh, or given back by a finished request).
             unsafe {
                 ptr::write(
                     p,

@@ -1,6 +1,7 @@
 """Where the cause is reported, and where it must not be: retries and the
 list, error_page, HEAD, an upstream's own 5xx and forged headers, `off`,
 log levels, keepalive on both sides, balancers."""
+import concurrent.futures
 import http.client
 import re
 
@@ -268,3 +269,35 @@ def test_no_debug_events_above_debug_level(env):
     nginx.get("/gone/x")
     nginx.access_for("/gone/x")
     assert not [l for l in nginx.error_lines() if "[debug]" in l]
+
+
+def test_many_failed_requests_at_once_keep_their_own_records(nginx_factory, faults, go_service):
+    """40 requests live at once with a failed attempt each (more than the
+    32 records a worker keeps for reuse): each reports its own attempts,
+    whether its records came from the cache or from its pool. Then 40 more,
+    whose second attempt succeeds, on reused records: nothing of the first
+    batch shows through."""
+    refused = dead_port()
+    nginx = nginx_factory(f"""
+    upstream refuse_then_silent {{ server 127.0.0.1:{refused} max_fails=0;
+                                   server 127.0.0.1:{faults} backup max_fails=0; }}
+    upstream refuse_then_go {{ server 127.0.0.1:{refused} max_fails=0;
+                               server 127.0.0.1:{go_service.port} backup max_fails=0; }}
+    server {{ listen 127.0.0.1:@PORT@;
+        location / {{ proxy_read_timeout 1s; proxy_pass http://refuse_then_silent; }}
+        location /ok {{ proxy_pass http://refuse_then_go; }}
+    }}""")
+    silent_detail = "upstream timed out (110: Connection timed out) while reading response header from upstream"
+    batches = [
+        ("/silent", 504, "connect_refused, read_timeout", "read_timeout", silent_detail),
+        ("/ok", 200, "connect_refused, -", "", ""),
+    ]
+    for path, status, listed, cause, detail in batches:
+        uris = [f"{path}?r{i}" for i in range(40)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+            statuses = list(pool.map(lambda u: nginx.get(u).status, uris))
+        assert statuses == [status] * 40
+        for uri in uris:
+            (e,) = nginx.access_for(uri)
+            assert e["upstream_cause_list"] == listed, e
+            assert e["upstream_cause"] == cause and e["upstream_cause_detail"] == detail, e

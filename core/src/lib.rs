@@ -7,6 +7,7 @@ pub mod cause;
 pub mod classify;
 pub mod metrics;
 pub mod render;
+pub mod scan;
 pub mod text;
 
 pub use cause::Cause;

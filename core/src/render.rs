@@ -76,18 +76,6 @@ impl Sink for Counter {
     }
 }
 
-/// Bytes written as they are inside a double-quoted value: printable
-/// ASCII but `"` and `\\`.
-const PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0x20;
-    while b < 0x7f {
-        t[b] = b != b'"' as usize && b != b'\\' as usize;
-        b += 1;
-    }
-    t
-};
-
 /// Writes `bytes` as the inside of a double-quoted value: `"` and `\` are
 /// backslash-escaped, control bytes and bytes >= 0x7f become `\xHH`, so the
 /// result is printable ASCII on one line whatever the input.
@@ -95,7 +83,7 @@ pub fn escape_quoted(out: &mut impl Sink, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut rest = bytes;
     loop {
-        let n = rest.iter().position(|&b| !PLAIN[usize::from(b)]).unwrap_or(rest.len());
+        let n = crate::scan::plain_prefix(rest);
         out.put(&rest[..n]);
         let Some((&b, tail)) = rest[n..].split_first() else {
             return;

@@ -4,6 +4,8 @@
 //! Every function takes arbitrary bytes and never panics: the text may carry
 //! bytes the upstream sent (e.g. "upstream sent invalid header: ...").
 
+use crate::scan::{memchr, memrchr};
+
 /// What nginx was doing when the line was logged: the `log->action` text
 /// that follows " while ".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,51 +77,6 @@ pub struct Message {
     pub errno: Option<u16>,
     /// The phase after " while ", if any.
     pub phase: Option<Phase>,
-}
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-
-/// High bit set in exactly the bytes of `x` that are zero.
-fn zero_bytes(x: u64) -> u64 {
-    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
-}
-
-fn word(c: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(c);
-    u64::from_le_bytes(a)
-}
-
-/// Index of the first `b` in `hay`, eight bytes at a time (this runs on
-/// every captured line).
-fn memchr(b: u8, hay: &[u8]) -> Option<usize> {
-    let pat = LO * u64::from(b);
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for c in &mut chunks {
-        let z = zero_bytes(word(c) ^ pat);
-        if z != 0 {
-            return Some(base + (z.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks.remainder().iter().position(|&x| x == b).map(|i| base + i)
-}
-
-/// Index of the last `b` in `hay`.
-fn memrchr(b: u8, hay: &[u8]) -> Option<usize> {
-    let pat = LO * u64::from(b);
-    let mut chunks = hay.rchunks_exact(8);
-    let mut end = hay.len();
-    for c in &mut chunks {
-        end -= 8;
-        let z = zero_bytes(word(c) ^ pat);
-        if z != 0 {
-            return Some(end + 7 - (z.leading_zeros() / 8) as usize);
-        }
-    }
-    chunks.remainder().iter().rposition(|&x| x == b)
 }
 
 /// The byte of `needle` to scan for: its first that is not a space (spaces
