@@ -65,9 +65,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=60):
+def wait_port(port, timeout=60, proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -112,7 +114,11 @@ def start_nginx(name, go, dead, variant, single, valgrind=None):
     if valgrind:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={valgrind}"] + cmd
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(prefix / "stderr.log", "w"))
-    wait_port(port)
+    try:
+        wait_port(port, proc=proc)
+    except (TimeoutError, RuntimeError):
+        proc.kill()
+        raise RuntimeError(f"nginx did not start: {(prefix / 'stderr.log').read_text()[-2000:]}") from None
     return proc, port
 
 
@@ -258,7 +264,7 @@ def where(funcs, w, top):
     return ", ".join(f"`{n}` {c:,.0f}" for n, c in best if c >= 1)
 
 
-def table(cg, funcs, wr, n1, n2, rounds, seconds, build):
+def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True):
     ver = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "")
     cpu = "unknown"
     for line in open("/proc/cpuinfo"):
@@ -285,9 +291,10 @@ def table(cg, funcs, wr, n1, n2, rounds, seconds, build):
             f"| ({w}) {name} | {s[0]:,.0f} | {m[0]:,.0f} | {ratio:.4f} ({(ratio - 1) * 100:+.2f}%) | "
             f"{m[2]:,.0f} ({own:.1f}%) | {q[0]:,.0f} | {qratio:.4f} ({(qratio - 1) * 100:+.2f}%) | {m[1]:.2f} | "
             f"{ws:,.0f} | {wm:,.0f} | {wmed:.3f} ({wmin:.3f}-{wmax:.3f}) |")
-    lines += ["", "Where the extra instructions go (callgrind, module minus stock, per request, largest first):", ""]
-    for w, (name, _) in WORKLOADS.items():
-        lines.append(f"- ({w}) {where(funcs, w, 8)}")
+    if with_where:
+        lines += ["", "Where the extra instructions go (callgrind, module minus stock, per request, largest first):", ""]
+        for w, (name, _) in WORKLOADS.items():
+            lines.append(f"- ({w}) {where(funcs, w, 8)}")
     return "\n".join(lines)
 
 
@@ -303,11 +310,13 @@ def main():
     ap.add_argument("--nginx", help="another nginx binary (default: the vendored build under .work/)")
     ap.add_argument("--module", help="the module built for that nginx")
     ap.add_argument("--build", default="the vendored build, `--with-debug`", help="how to name the build")
+    ap.add_argument("--no-where", action="store_true",
+                    help="leave out the top callgrind entries (a binary without symbols names none)")
     ap.add_argument("--marker", default="bench", help="README section: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args()
     global NGINX, MODULE, PORT
-    NGINX = Path(args.nginx) if args.nginx else NGINX
-    MODULE = Path(args.module) if args.module else MODULE
+    NGINX = Path(args.nginx).resolve() if args.nginx else NGINX
+    MODULE = Path(args.module).resolve() if args.module else MODULE
     PORT = free_port()
     for w in list(WORKLOADS):
         if w not in args.only:
@@ -326,7 +335,7 @@ def main():
     finally:
         go.terminate()
         go.wait(10)
-    text = table(cg, funcs, wr, args.n1, args.n2, args.rounds, args.seconds, args.build)
+    text = table(cg, funcs, wr, args.n1, args.n2, args.rounds, args.seconds, args.build, not args.no_where)
     print(text)
     if args.readme:
         readme = ROOT / "README.md"

@@ -43,7 +43,16 @@ CONF
     local pid=$!
     for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     for _ in $(seq "$n"); do curl -s -o /dev/null "http://127.0.0.1:$port/x"; done
-    kill -QUIT "$pid"
+    # Graceful stop (callgrind writes its file on exit); under valgrind a
+    # signal right after traffic is sometimes not acted on: repeat it.
+    for _ in $(seq 24); do
+        kill -QUIT "$pid" 2>/dev/null || break
+        for _ in $(seq 50); do
+            case "$(ps -o stat= -p "$pid" 2>/dev/null)" in "" | Z*) break 2 ;; esac
+            sleep 0.1
+        done
+    done
+    kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" || true
     awk '/^totals:/ {print $2}' "$dir/callgrind.out"
 }

@@ -384,6 +384,15 @@ impl Ctx {
             return &buf[..1];
         }
         let states = self.states();
+        // Failed attempts and nothing recorded: nobody watched them (they
+        // were made where `upstream_cause` is off): nothing to list.
+        if self.records.is_null()
+            && states
+                .iter()
+                .any(|s| s.status >= 500 && s.header_time == ngx::ffi::ngx_msec_t::MAX)
+        {
+            return &buf[..0];
+        }
         let n = states.len().min(buf.len());
         for (i, st) in states.iter().take(n).enumerate() {
             buf[i] = if st.peer.is_null() && self.recorded(i).is_none() {

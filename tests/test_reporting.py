@@ -38,6 +38,8 @@ def env(nginx_factory, go_service, faults):
         location = /50x.html {{ }}
         location /off/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{go}/; }}
         location /off-gone/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{refused}/; }}
+        location /off-pretty/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{refused}/;
+                                 error_page 502 /50x.html; }}
         location /warn/ {{ upstream_cause_log warn; proxy_pass http://127.0.0.1:{refused}/; }}
         location /nolog/ {{ upstream_cause_log off; proxy_pass http://127.0.0.1:{refused}/; }}
         location /ka/ {{ proxy_pass http://go_keepalive/; proxy_http_version 1.1;
@@ -135,6 +137,12 @@ def test_off_location_reports_nothing(env):
         assert r.header("X-Upstream-Cause") is None  # ours is off, the forged one still stripped
         (e,) = nginx.access_for(path)
         assert e["upstream_cause"] == e["upstream_cause_list"] == e["upstream_cause_detail"] == ""
+    # attempts made where it is off stay unreported where the request ends
+    r = nginx.get("/off-pretty/x")
+    assert r.status == 502 and r.header("X-Upstream-Cause") is None
+    (e,) = nginx.access_for("/off-pretty/x")
+    assert e["upstream_status"] == "502"
+    assert e["upstream_cause"] == e["upstream_cause_list"] == e["upstream_cause_detail"] == ""
     assert nginx.cause_lines() == []
 
 
@@ -177,6 +185,8 @@ def test_nginx_own_lines_are_unchanged(nginx_factory, faults):
         location /off/ {{ upstream_cause off; proxy_read_timeout 1s; proxy_pass http://127.0.0.1:{faults}/; }}
         location /on-gone/ {{ upstream_cause_log off; proxy_pass http://127.0.0.1:{refused}/; }}
         location /off-gone/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{refused}/; }}
+        location /off-pretty/ {{ upstream_cause off; proxy_pass http://127.0.0.1:{refused}/;
+                                 error_page 502 /50x.html; }}
     }}""", error_level="info")
     paths = ["gone/x", "close", "reset", "invalid", "big", "silent"]
     for p in paths:
