@@ -22,7 +22,7 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_handler_pt, ngx_http_log_ctx_t, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_log_writer_pt,
-    ngx_uint_t, u_char, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
+    ngx_uint_t, u_char, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use upstream_cause_core::text::{extract_message, parse_message, MessageKind, Phase};
@@ -266,8 +266,16 @@ pub fn wrap_content_handler(cf: *mut ngx_conf_t) {
     if h.is_none() || ours {
         return;
     }
-    if let Some(i) = HANDLERS.find_or_add(h, |a, b| same_fn(*a, *b, handler_addr)) {
-        clcf.handler = Some(CONTENT_WRAPPERS[i]);
+    match HANDLERS.find_or_add(h, |a, b| same_fn(*a, *b, handler_addr)) {
+        Some(i) => clcf.handler = Some(CONTENT_WRAPPERS[i]),
+        None => {
+            ngx::ngx_conf_log_error!(
+                NGX_LOG_WARN,
+                cf,
+                "upstream_cause: too many kinds of content handlers, resolver failures in location \"{}\" are not heard",
+                String::from_utf8_lossy(clcf.name.as_bytes())
+            );
+        }
     }
 }
 
