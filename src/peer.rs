@@ -25,7 +25,7 @@ use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 use upstream_cause_core::{End, Observation};
 
 use crate::ctx;
-use crate::slots::{same_fn, wrappers, Slots};
+use crate::slots::{same_fn, wrap, wrappers, Slots};
 
 type InitFn = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t;
 type GetFn = unsafe extern "C" fn(*mut ngx_peer_connection_t, *mut c_void) -> ngx_int_t;
@@ -59,15 +59,10 @@ pub unsafe fn wrap_all(cf: *mut ngx_conf_t) {
     for &uscf in upstreams {
         // SAFETY: valid uscf pointers owned by the upstream module.
         let Some(us) = (unsafe { uscf.as_mut() }) else { continue };
-        let ours = INIT_WRAPPERS
-            .iter()
-            .any(|w| us.peer.init.map(init_addr) == Some(init_addr(*w)));
-        if us.peer.init.is_none() || ours {
-            continue;
-        }
-        match INITS.find_or_add(us.peer.init, |a, b| same_fn(*a, *b, init_addr)) {
-            Some(i) => us.peer.init = Some(INIT_WRAPPERS[i]),
-            None => {
+        match wrap(&INITS, us.peer.init, &INIT_WRAPPERS, init_addr) {
+            Ok(Some(w)) => us.peer.init = Some(w),
+            Ok(None) => {}
+            Err(()) => {
                 ngx::ngx_conf_log_error!(
                     NGX_LOG_WARN,
                     cf,
@@ -261,6 +256,3 @@ fn observe_free(r: &mut ngx_http_request_t, u: *mut ngx_http_upstream_t, pc: *mu
     let end = if failed { End::Failed } else { End::Finalized };
     ctx::record_end(ctx, idx, end, obs, u.upstream);
 }
-
-/// Bytes of request pool the balancer wrapper takes per request.
-pub const PEER_DATA_BYTES: usize = 0;

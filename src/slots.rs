@@ -17,20 +17,27 @@ use core::cell::UnsafeCell;
 /// Slots per table (wrappers are instantiated for each).
 pub const N: usize = 16;
 
-pub struct Slots<T: Copy> {
-    items: UnsafeCell<[Option<T>; N]>,
+/// `CAP` slots, filled in order and never emptied.
+pub struct Slots<T: Copy, const CAP: usize = N> {
+    items: UnsafeCell<[Option<T>; CAP]>,
 }
 
 // SAFETY: nginx calls us from one thread per process (configuration in the
 // master, requests in each worker); slots are only ever appended, and a
 // filled slot is never written again.
-unsafe impl<T: Copy> Sync for Slots<T> {}
+unsafe impl<T: Copy, const CAP: usize> Sync for Slots<T, CAP> {}
 
-impl<T: Copy> Slots<T> {
+impl<T: Copy, const CAP: usize> Slots<T, CAP> {
     pub const fn new() -> Self {
         Slots {
-            items: UnsafeCell::new([None; N]),
+            items: UnsafeCell::new([None; CAP]),
         }
+    }
+
+    /// Where slot `i` lives: it stays there, and once filled it never
+    /// changes, so C data may point at it.
+    pub fn slot_ptr(&self, i: usize) -> *const Option<T> {
+        self.items.get().cast::<Option<T>>().wrapping_add(i.min(CAP))
     }
 
     /// The original in slot `i`.
@@ -72,6 +79,25 @@ macro_rules! wrappers {
 pub(crate) use wrappers;
 
 const _: () = assert!(N == 16, "wrappers! lists 16 instantiations");
+
+/// What to put in place of the callback `current`: the wrapper of the slot
+/// holding it. `Ok(None)` when there is nothing to wrap (no callback, or one
+/// of `wrappers` already); `Err(())` when the table is full.
+pub fn wrap<F: Copy>(
+    slots: &Slots<Option<F>>,
+    current: Option<F>,
+    wrappers: &[F; N],
+    addr: impl Fn(F) -> usize,
+) -> Result<Option<F>, ()> {
+    let Some(f) = current else { return Ok(None) };
+    if wrappers.iter().any(|w| addr(*w) == addr(f)) {
+        return Ok(None);
+    }
+    match slots.find_or_add(current, |a, b| same_fn(*a, *b, &addr)) {
+        Some(i) => Ok(Some(wrappers[i])),
+        None => Err(()),
+    }
+}
 
 /// Whether two optional C callbacks are the same function (compared by
 /// address, as nginx's C does).

@@ -16,9 +16,8 @@
 //! table shared by all requests of the worker, one entry per distinct
 //! triple, so arming costs no allocation.
 
-use core::cell::{Cell, UnsafeCell};
+use core::cell::Cell;
 use core::ffi::{c_void, CStr};
-use core::ptr;
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_handler_pt, ngx_http_log_ctx_t, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_log_writer_pt,
@@ -28,7 +27,7 @@ use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use upstream_cause_core::text::{extract_message, parse_message, MessageKind, Phase};
 
 use crate::ctx::{self, Records, BEFORE_ANY, DETAIL_MAX};
-use crate::slots::{same_fn, wrappers, Slots};
+use crate::slots::{same_fn, wrap, wrappers, Slots};
 
 /// What the tap replaced on a log.
 #[derive(Clone, Copy)]
@@ -39,50 +38,9 @@ struct Saved {
 }
 
 /// Distinct `Saved` triples (a configuration has a few: one per syslog or
-/// memory target and level; plain files have no writer).
-const SAVED_MAX: usize = 64;
-
-struct SavedTable {
-    items: UnsafeCell<[Saved; SAVED_MAX]>,
-    len: Cell<usize>,
-}
-
-// SAFETY: appended to only by the worker's one thread; an entry, once
-// written, never changes (logs point at it with `wdata`).
-unsafe impl Sync for SavedTable {}
-
-static SAVED: SavedTable = SavedTable {
-    items: UnsafeCell::new(
-        [Saved {
-            writer: None,
-            wdata: ptr::null_mut(),
-            level: 0,
-        }; SAVED_MAX],
-    ),
-    len: Cell::new(0),
-};
-
-impl SavedTable {
-    /// The entry equal to `s`, added if new; `None` when the table is full.
-    fn entry(&self, s: Saved) -> Option<*mut Saved> {
-        let base = self.items.get().cast::<Saved>();
-        let len = self.len.get();
-        for i in 0..len {
-            // SAFETY: i < len <= SAVED_MAX, an initialised entry.
-            let e = unsafe { &*base.add(i) };
-            if e.wdata == s.wdata && e.level == s.level && same_fn(e.writer, s.writer, |f| f as usize) {
-                return Some(base.wrapping_add(i));
-            }
-        }
-        if len == SAVED_MAX {
-            return None;
-        }
-        // SAFETY: len < SAVED_MAX; no reference to this entry exists yet.
-        unsafe { base.add(len).write(s) };
-        self.len.set(len + 1);
-        Some(base.wrapping_add(len))
-    }
-}
+/// memory target and level; plain files have no writer). Logs point at
+/// their entry with `wdata`.
+static SAVED: Slots<Saved, 64> = Slots::new();
 
 thread_local! {
     /// Set while the tap itself (or our own enriched line) is logging, so
@@ -118,15 +76,18 @@ pub unsafe fn arm(log: *mut ngx_log_t) {
     if is_ours(l.writer) {
         return;
     }
-    let Some(saved) = SAVED.entry(Saved {
+    let saved = Saved {
         writer: l.writer,
         wdata: l.wdata,
         level: l.log_level,
-    }) else {
+    };
+    let same =
+        |a: &Saved, b: &Saved| a.wdata == b.wdata && a.level == b.level && same_fn(a.writer, b.writer, |f| f as usize);
+    let Some(i) = SAVED.find_or_add(saved, same) else {
         return; // no room: this request is heard through its flags only
     };
     l.writer = Some(OUR_WRITER);
-    l.wdata = saved.cast();
+    l.wdata = SAVED.slot_ptr(i).cast_mut().cast();
     // Lines must be formatted to be seen, even under `error_log ... crit`.
     if l.log_level < NGX_LOG_ERR as ngx_uint_t {
         l.log_level = NGX_LOG_ERR as ngx_uint_t;
@@ -137,7 +98,7 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
     // SAFETY: nginx calls the writer with its log and the formatted line;
     // wdata is the table entry we installed with this writer.
     let (Some(l), Some(tap)) = (unsafe { log.as_mut() }, unsafe {
-        (*log).wdata.cast::<Saved>().as_ref()
+        (*log).wdata.cast::<Option<Saved>>().as_ref().and_then(Option::as_ref)
     }) else {
         return;
     };
@@ -259,16 +220,10 @@ pub fn wrap_content_handler(cf: *mut ngx_conf_t) {
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
         return;
     };
-    let h = clcf.handler;
-    let ours = CONTENT_WRAPPERS
-        .iter()
-        .any(|w| h.map(handler_addr) == Some(handler_addr(*w)));
-    if h.is_none() || ours {
-        return;
-    }
-    match HANDLERS.find_or_add(h, |a, b| same_fn(*a, *b, handler_addr)) {
-        Some(i) => clcf.handler = Some(CONTENT_WRAPPERS[i]),
-        None => {
+    match wrap(&HANDLERS, clcf.handler, &CONTENT_WRAPPERS, handler_addr) {
+        Ok(Some(w)) => clcf.handler = Some(w),
+        Ok(None) => {}
+        Err(()) => {
             ngx::ngx_conf_log_error!(
                 NGX_LOG_WARN,
                 cf,
