@@ -26,13 +26,26 @@ need_packages() {
     fi
     say "installing ${missing[*]}"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Packages with a service (nginx, php-fpm) must not start it: the tests
+    # run their own instances. policy-rc.d says no while they install.
+    local policy=/usr/sbin/policy-rc.d guard=""
+    if [ ! -e "$policy" ] && [ "$(id -u)" = 0 ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && guard=1
+    fi
+    local rc=0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    [ -z "$guard" ] || rm -f "$policy"
+    return "$rc"
 }
 
 # What building the module and the vendored nginx needs.
 BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-go curl ca-certificates)
 # What the test suite needs on top.
-TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl)
+# (php-fpm: a real PHP-FPM pool on a unix socket; python3-grpcio: a real gRPC
+# server; python3-hpack: decodes nginx's HTTP/2 request headers in the
+# HTTP/2 fault upstream)
+TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl
+    php-fpm python3-grpcio python3-hpack)
 
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup, or Debian trixie's cargo), 1.85 or newer" >&2; return 1; }
@@ -75,17 +88,7 @@ DISTRO_SRC=/usr/share/nginx/src
 # Installs the distro's nginx and nginx-dev if missing, without starting the
 # nginx service (the tests run their own instances).
 need_distro_nginx() {
-    if dpkg-query -W -f='${Status}' nginx-dev 2>/dev/null | grep -q 'ok installed'; then
-        return 0
-    fi
-    local policy=/usr/sbin/policy-rc.d
-    if [ ! -e "$policy" ] && [ "$(id -u)" = 0 ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
-        need_packages "${DISTRO_PACKAGES[@]}" || { rm -f "$policy"; return 1; }
-        rm -f "$policy"
-    else
-        need_packages "${DISTRO_PACKAGES[@]}"
-    fi
+    need_packages "${DISTRO_PACKAGES[@]}"
 }
 
 configure_distro_nginx() {  # dir: where to configure the copy

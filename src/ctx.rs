@@ -110,7 +110,7 @@ pub struct Ctx {
 
 /// Records a worker keeps for reuse: when a failed request's pool is
 /// destroyed its records return here, so the next failure takes them
-/// instead of 1.2 KB of its own pool (which, late in a request, usually
+/// instead of 1.3 KB of its own pool (which, late in a request, usually
 /// means a new pool block: a malloc and a free per failed request). At
 /// most `CACHED` records per worker are made this way, from the cycle pool;
 /// beyond that (more failing requests at once) a request uses its own pool.
@@ -296,6 +296,16 @@ impl Ctx {
         // SAFETY: null or our zero-initialised records in the request pool.
         let recs = unsafe { self.records.as_ref()? };
         recs.attempts.get(idx).filter(|a| a.recorded)
+    }
+
+    /// The parsed message of attempt `idx` (or of the failure before any
+    /// attempt), which refines the hint.
+    pub fn message_of(&self, idx: usize) -> Option<Message> {
+        if idx == BEFORE_ANY {
+            // SAFETY: null or our records.
+            return unsafe { self.records.as_ref()? }.pre;
+        }
+        self.recorded(idx)?.obs.message
     }
 
     pub fn detail_of(&self, idx: usize) -> &[u8] {

@@ -210,6 +210,6 @@ pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     assert!(ctx::CTX_BYTES == 48);
-    assert!(ctx::RECORDS_BYTES == 1208);
+    assert!(ctx::RECORDS_BYTES == 1336);
     assert!(zone::SERIES_BYTES == 144);
 };

@@ -76,6 +76,7 @@ fn report(req: &mut ngx_http_request_t, lcf: &crate::conf::LocConf, ctx: &ctx::C
             peer,
             entries,
             detail: ctx.detail_of(idx),
+            message: ctx.message_of(idx),
         },
     );
     // nginx appends " while <action>" before its ", client: ..." suffix;

@@ -229,9 +229,15 @@ def nginx_factory(tmp_path):
         return n.start()
 
     yield make
-    for n in started:
+    stop_all(started)
+
+
+def stop_all(instances):
+    """Stops the nginx instances, then fails if a worker crashed or the
+    module reported an internal error in any of them."""
+    for n in instances:
         n.stop()
-    for n in started:
+    for n in instances:
         crashes = [l for l in n.error_lines() if "exited on signal" in l or "panicked at" in l
                    or "upstream_cause: internal error" in l]
         assert not crashes, "worker crashed or alerted:\n" + "\n".join(crashes)

@@ -25,11 +25,14 @@ pub enum Cause {
     ViaUpstream,
     ResponseTruncated,
     ClientClosed,
+    AcceptQueueFull,
+    StreamRefused,
+    MaxConnsReached,
 }
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 18] = [
+    pub const ALL: [Cause; 21] = [
         Cause::ConnectRefused,
         Cause::ConnectUnreachable,
         Cause::ConnectError,
@@ -48,6 +51,9 @@ impl Cause {
         Cause::ViaUpstream,
         Cause::ResponseTruncated,
         Cause::ClientClosed,
+        Cause::AcceptQueueFull,
+        Cause::StreamRefused,
+        Cause::MaxConnsReached,
     ];
 
     /// The stable snake_case code.
@@ -71,6 +77,9 @@ impl Cause {
             Cause::ViaUpstream => "via_upstream",
             Cause::ResponseTruncated => "response_truncated",
             Cause::ClientClosed => "client_closed",
+            Cause::AcceptQueueFull => "accept_queue_full",
+            Cause::StreamRefused => "stream_refused",
+            Cause::MaxConnsReached => "max_conns_reached",
         }
     }
 
@@ -147,6 +156,15 @@ impl Cause {
             Cause::ClientClosed => {
                 "the client went away before the upstream answered: its timeout is shorter than the upstream's response time"
             }
+            Cause::AcceptQueueFull => {
+                "the backend's listen queue is full: every worker is busy (PHP-FPM at pm.max_children); add workers or find the slow requests"
+            }
+            Cause::StreamRefused => {
+                "the HTTP/2 upstream did not process the request: it refused the stream or is draining the connection; safe to retry"
+            }
+            Cause::MaxConnsReached => {
+                "every live server of the group is at its max_conns limit: the group is saturated, not down; raise max_conns or add servers"
+            }
         }
     }
 
@@ -209,10 +227,10 @@ mod tests {
             );
             assert_eq!(c.to_string(), c.code());
         }
-        assert_eq!(Cause::ALL.len(), 18);
+        assert_eq!(Cause::ALL.len(), 21);
         assert_eq!(Cause::from_code("Connect_Refused"), None);
         assert_eq!(Cause::from_u8(0), None);
-        assert_eq!(Cause::from_u8(19), None);
+        assert_eq!(Cause::from_u8(22), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What was seen of one upstream attempt, and the cause it leads to.
 
 use crate::cause::Cause;
+use crate::errno::{EAGAIN, ECONNREFUSED, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ENOENT};
 use crate::text::{Message, MessageKind, Phase};
 
 /// How an attempt ended, as the balancer saw it.
@@ -54,6 +55,9 @@ pub struct Observation {
     pub client_error: bool,
     /// The status nginx recorded for this attempt (`u->state->status`), 0 if none.
     pub status: u16,
+    /// With `End::NoLivePeer`: a live server of the group was at its
+    /// `max_conns` limit (see [`crate::peers::saturated`]).
+    pub saturated: bool,
     /// The first upstream error line of the attempt, parsed.
     pub message: Option<Message>,
 }
@@ -70,17 +74,22 @@ impl Observation {
     fn phase(&self) -> Option<Phase> {
         self.message.and_then(|m| m.phase)
     }
+
+    fn unix(&self) -> bool {
+        self.message.is_some_and(|m| m.unix)
+    }
 }
 
-const ECONNREFUSED: u16 = 111;
-const ENETUNREACH: u16 = 101;
-const EHOSTUNREACH: u16 = 113;
-const EHOSTDOWN: u16 = 112;
-
-fn connect_cause(errno: Option<u16>) -> Cause {
-    match errno {
-        Some(ECONNREFUSED) => Cause::ConnectRefused,
-        Some(ENETUNREACH | EHOSTUNREACH | EHOSTDOWN) => Cause::ConnectUnreachable,
+/// A connect failure by its errno and the kind of peer. A unix socket's
+/// missing file is a backend that is not running (as a refused TCP port
+/// is), and its EAGAIN is a full listen queue (Linux answers a connect to
+/// a unix socket whose accept queue is full with EAGAIN, at once); TCP's
+/// EAGAIN stays a local error.
+fn connect_cause(errno: Option<u16>, unix: bool) -> Cause {
+    match (errno, unix) {
+        (Some(ECONNREFUSED), _) | (Some(ENOENT), true) => Cause::ConnectRefused,
+        (Some(EAGAIN), true) => Cause::AcceptQueueFull,
+        (Some(ENETUNREACH | EHOSTUNREACH | EHOSTDOWN), false) => Cause::ConnectUnreachable,
         _ => Cause::ConnectError,
     }
 }
@@ -100,7 +109,12 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     let kind = o.kind();
 
     if o.end == End::NoLivePeer || kind == MessageKind::NoLiveUpstreams {
-        return Some(Cause::NoLiveUpstreams);
+        // nginx says "no live upstreams" for both: the peers tell.
+        return Some(if o.saturated {
+            Cause::MaxConnsReached
+        } else {
+            Cause::NoLiveUpstreams
+        });
     }
     if kind == MessageKind::ResolveFailed {
         return Some(Cause::ResolveFailed);
@@ -144,7 +158,11 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     }
 
     match kind {
-        MessageKind::ConnectFailed => return Some(connect_cause(o.errno())),
+        MessageKind::ConnectFailed => return Some(connect_cause(o.errno(), o.unix())),
+        // HTTP/2: nginx ends these with "invalid header" for the upstream
+        // core, so the text alone tells a refused or reset stream.
+        MessageKind::StreamRefused | MessageKind::GoAway => return Some(Cause::StreamRefused),
+        MessageKind::StreamReset => return Some(Cause::UpstreamReset),
         MessageKind::TlsVerify => return Some(Cause::TlsVerifyFailed),
         MessageKind::TlsHandshake => return Some(Cause::TlsHandshakeFailed),
         MessageKind::TooBigHeader => return Some(Cause::HeaderTooBig),
@@ -186,7 +204,7 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
 
     // A failure with no flag and no recognised text.
     Some(if !o.connected && o.phase().is_none_or(|p| p == Phase::Connect) {
-        connect_cause(o.errno())
+        connect_cause(o.errno(), o.unix())
     } else if o.header_bytes > 0 {
         Cause::InvalidHeader
     } else {
@@ -199,7 +217,13 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
 fn body_failed(o: &Observation) -> bool {
     matches!(
         o.kind(),
-        MessageKind::PrematurelyClosed | MessageKind::RecvFailed | MessageKind::TimedOut | MessageKind::InvalidHeader
+        MessageKind::PrematurelyClosed
+            | MessageKind::RecvFailed
+            | MessageKind::TimedOut
+            | MessageKind::InvalidHeader
+            | MessageKind::StreamRefused
+            | MessageKind::GoAway
+            | MessageKind::StreamReset
     )
 }
 
@@ -344,6 +368,25 @@ mod tests {
                 Cause::HeaderTooBig,
             ),
             (Observation { end: End::NoLivePeer, ..Default::default() }, Cause::NoLiveUpstreams),
+            (Observation { end: End::NoLivePeer, saturated: true, ..Default::default() }, Cause::MaxConnsReached),
+            (
+                Observation {
+                    connection: false,
+                    message: msg("connect() to unix:/run/php/php-fpm.sock failed (11: Resource temporarily unavailable) while connecting to upstream"),
+                    ..failed()
+                },
+                Cause::AcceptQueueFull,
+            ),
+            (
+                Observation {
+                    connected: true,
+                    request_sent: true,
+                    header_bytes: 13,
+                    message: msg("upstream rejected request with error 7 while reading response header from upstream"),
+                    ..failed()
+                },
+                Cause::StreamRefused,
+            ),
             (
                 Observation { end: End::Open, message: msg("backend.test could not be resolved (3: Host not found)"), ..Default::default() },
                 Cause::ResolveFailed,
@@ -459,6 +502,165 @@ mod tests {
             ..failed()
         };
         assert_eq!(classify(&o), Some(Cause::UpstreamPrematurelyClosed));
+    }
+
+    /// Unix-domain peers: each errno nginx can log for `connect() to unix:`.
+    #[test]
+    fn unix_socket_errnos() {
+        for (errno, text, want) in [
+            (2, "No such file or directory", Cause::ConnectRefused),
+            (111, "Connection refused", Cause::ConnectRefused),
+            (11, "Resource temporarily unavailable", Cause::AcceptQueueFull),
+            (13, "Permission denied", Cause::ConnectError),
+            (20, "Not a directory", Cause::ConnectError),
+            (24, "Too many open files", Cause::ConnectError),
+            (113, "No route to host", Cause::ConnectError),
+        ] {
+            let o = Observation {
+                connection: false,
+                message: msg(&format!(
+                    "connect() to unix:/run/php/php-fpm.sock failed ({errno}: {text}) while connecting to upstream"
+                )),
+                ..failed()
+            };
+            assert_eq!(classify(&o), Some(want), "unix {errno}");
+        }
+        // the same errnos over TCP
+        for (errno, want) in [
+            (2, Cause::ConnectError),
+            (11, Cause::ConnectError),
+            (13, Cause::ConnectError),
+            (111, Cause::ConnectRefused),
+            (113, Cause::ConnectUnreachable),
+        ] {
+            let o = Observation {
+                connection: false,
+                message: msg(&format!(
+                    "connect() to 127.0.0.1:9000 failed ({errno}: x) while connecting to upstream"
+                )),
+                ..failed()
+            };
+            assert_eq!(classify(&o), Some(want), "tcp {errno}");
+        }
+    }
+
+    /// HTTP/2 and gRPC upstreams: nginx ends every one of these with
+    /// NGX_HTTP_UPSTREAM_INVALID_HEADER, so the flags are those of an
+    /// invalid header and the text decides. Texts as
+    /// ngx_http_grpc_module.c and ngx_http_proxy_v2_module.c write them.
+    #[test]
+    fn http2_texts() {
+        let h2 = |text: &str| Observation {
+            connected: true,
+            request_sent: true,
+            header_bytes: 9,
+            message: msg(&format!("{text} while reading response header from upstream")),
+            ..failed()
+        };
+        for (text, want) in [
+            ("upstream rejected request with error 7", Cause::StreamRefused),
+            ("upstream rejected request with error 2", Cause::UpstreamReset),
+            ("upstream rejected request with error 0", Cause::UpstreamReset),
+            ("upstream rejected request with error 8", Cause::UpstreamReset),
+            ("upstream rejected request with error 4294967295", Cause::UpstreamReset),
+            (
+                "upstream rejected request with error 99999999999999999999999",
+                Cause::UpstreamReset,
+            ),
+            ("upstream sent goaway with error 0", Cause::StreamRefused),
+            ("upstream sent goaway with error 2", Cause::StreamRefused),
+            (
+                "upstream sent goaway with error 18446744073709551615",
+                Cause::StreamRefused,
+            ),
+            ("upstream prematurely closed stream", Cause::UpstreamPrematurelyClosed),
+            (
+                "upstream sent goaway frame with invalid length: 3",
+                Cause::InvalidHeader,
+            ),
+            (
+                "upstream sent rst stream frame with invalid length: 5",
+                Cause::InvalidHeader,
+            ),
+            ("upstream sent unexpected :status \"103\"", Cause::InvalidHeader),
+            ("upstream sent no :status header", Cause::InvalidHeader),
+            ("upstream sent invalid :status \"2000\"", Cause::InvalidHeader),
+            ("upstream sent duplicate :status header", Cause::InvalidHeader),
+            ("upstream sent too large http2 frame: 16777215", Cause::InvalidHeader),
+            ("upstream sent too short http2 frame", Cause::InvalidHeader),
+            ("upstream sent unexpected http2 frame: 0", Cause::InvalidHeader),
+            ("upstream sent unexpected push promise frame", Cause::InvalidHeader),
+            ("upstream sent frame for unknown stream 3", Cause::InvalidHeader),
+            ("upstream sent frame for closed stream 1", Cause::InvalidHeader),
+            ("upstream sent invalid http2 table index: 70", Cause::InvalidHeader),
+            (
+                "upstream sent http2 table index with continuation flag",
+                Cause::InvalidHeader,
+            ),
+            ("upstream sent invalid encoded header", Cause::InvalidHeader),
+            ("upstream sent truncated http2 header", Cause::InvalidHeader),
+            (
+                "upstream sent zero http2 dynamic table size update: 0",
+                Cause::InvalidHeader,
+            ),
+            ("upstream sent too large window update", Cause::InvalidHeader),
+            (
+                "upstream sent settings frame with too large initial window size: 2147483648",
+                Cause::InvalidHeader,
+            ),
+            ("upstream sent too many settings frames", Cause::InvalidHeader),
+            ("upstream sent too many ping frames", Cause::InvalidHeader),
+            (
+                "upstream violated stream flow control, received 70000 data frame with window 65535",
+                Cause::InvalidHeader,
+            ),
+            (
+                "upstream violated connection flow control, received 70000 data frame with window 65535",
+                Cause::InvalidHeader,
+            ),
+        ] {
+            assert_eq!(classify(&h2(text)), Some(want), "{text}");
+        }
+        // after the header went to the client, a reset or refused stream
+        // truncated the body
+        for text in [
+            "upstream rejected request with error 2",
+            "upstream sent goaway with error 0",
+            "upstream prematurely closed stream",
+        ] {
+            let o = Observation {
+                end: End::Finalized,
+                header_received: true,
+                header_sent: true,
+                status: 200,
+                message: msg(&format!("{text} while reading upstream")),
+                ..h2(text)
+            };
+            assert_eq!(classify(&o), Some(Cause::ResponseTruncated), "{text}");
+        }
+    }
+
+    #[test]
+    fn saturation_is_not_death() {
+        let busy = Observation {
+            end: End::NoLivePeer,
+            ..Default::default()
+        };
+        assert_eq!(classify(&busy), Some(Cause::NoLiveUpstreams));
+        assert_eq!(
+            classify(&Observation {
+                saturated: true,
+                ..busy
+            }),
+            Some(Cause::MaxConnsReached)
+        );
+        // the tap's "no live upstreams" line, recorded on the same attempt
+        let heard = Observation {
+            saturated: true,
+            message: msg("no live upstreams while connecting to upstream"),
+            ..busy
+        };
+        assert_eq!(classify(&heard), Some(Cause::MaxConnsReached));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 pub mod cause;
 pub mod classify;
+pub mod errno;
+pub mod hint;
 pub mod metrics;
+pub mod peers;
 pub mod render;
 pub mod scan;
 pub mod text;

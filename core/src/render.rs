@@ -4,6 +4,7 @@
 //! straight into nginx pool memory without heap allocation.
 
 use crate::cause::Cause;
+use crate::text::Message;
 
 /// A byte sink that never fails: it truncates when full.
 pub trait Sink {
@@ -153,6 +154,9 @@ pub struct LogLine<'a> {
     pub peer: &'a [u8],
     pub entries: &'a [Entry],
     pub detail: &'a [u8],
+    /// The parsed message of the attempt `cause` is from, which refines
+    /// the hint ([`crate::hint::hint`]).
+    pub message: Option<Message>,
 }
 
 /// Renders the enriched line (without nginx's ", client: ..." suffix, which
@@ -178,9 +182,9 @@ pub fn render_log_line(out: &mut impl Sink, l: &LogLine<'_>) {
     out.put(b"\" detail=\"");
     escape_quoted(out, l.detail);
     out.put(b"\" hint=\"");
-    // Our own fixed text, printable and without quotes
-    // (`hints_are_one_printable_sentence` holds it).
-    out.put(l.cause.hint().as_bytes());
+    // Our own fixed text, printable and without quotes (the hint tests
+    // hold every one of them to it).
+    out.put(crate::hint::hint(l.cause, l.message.as_ref()).as_bytes());
     out.put(b"\"");
 }
 
@@ -247,6 +251,7 @@ mod tests {
                 peer: b"127.0.0.1:8081",
                 entries: &[Entry::Attempt(Some(Cause::ConnectRefused))],
                 detail: b"connect() failed (111: Connection refused) while connecting to upstream",
+                message: None,
             },
         );
         assert_eq!(

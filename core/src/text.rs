@@ -65,6 +65,15 @@ pub enum MessageKind {
     TlsVerify,
     /// `client prematurely closed connection`
     ClientClosed,
+    /// HTTP/2 and gRPC: `upstream rejected request with error 7`, an
+    /// RST_STREAM with REFUSED_STREAM: the upstream did not process it
+    StreamRefused,
+    /// HTTP/2 and gRPC: `upstream sent goaway with error N`, logged only
+    /// when the GOAWAY's last stream id is below ours: not processed either
+    GoAway,
+    /// HTTP/2 and gRPC: `upstream rejected request with error N`, any error
+    /// other than REFUSED_STREAM, or one too large to be a valid code
+    StreamReset,
     /// anything else
     Other,
 }
@@ -77,6 +86,9 @@ pub struct Message {
     pub errno: Option<u16>,
     /// The phase after " while ", if any.
     pub phase: Option<Phase>,
+    /// The line names a unix-domain peer (`connect() to unix:/path failed`):
+    /// its errnos mean other things than a TCP connect's.
+    pub unix: bool,
 }
 
 /// The byte of `needle` to scan for: its first that is not a space (spaces
@@ -181,7 +193,17 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
         MessageKind::SendFailed
     } else if starts(b"upstream sent too big header") {
         MessageKind::TooBigHeader
-    } else if starts(b"upstream sent ") || starts(b"upstream returned ") {
+    } else if let Some(code) = msg.strip_prefix(b"upstream rejected request with error ") {
+        // REFUSED_STREAM (7) is the one code that says "not processed";
+        // any other, or digits that are no code at all, is a reset.
+        if parse_decimal(code) == Some(REFUSED_STREAM) {
+            MessageKind::StreamRefused
+        } else {
+            MessageKind::StreamReset
+        }
+    } else if starts(b"upstream sent goaway with error ") {
+        MessageKind::GoAway
+    } else if starts(b"upstream sent ") || starts(b"upstream returned ") || starts(b"upstream violated ") {
         MessageKind::InvalidHeader
     } else if starts(b"no live upstreams") {
         MessageKind::NoLiveUpstreams
@@ -198,14 +220,35 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
     }
 }
 
+/// HTTP/2's REFUSED_STREAM error code (RFC 9113, section 7).
+const REFUSED_STREAM: u32 = 7;
+
+/// All of `digits` as a decimal number, if it is one that fits a u32 (an
+/// HTTP/2 error code is 32 bits).
+fn parse_decimal(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 10 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(n).ok()
+}
+
 /// Parses one message (the text nginx formatted, without the timestamp
 /// prefix and the ", client: ..." suffix).
 pub fn parse_message(text: &[u8]) -> Message {
     let (msg, phase) = split_phase(text);
+    let kind = message_kind(msg);
     Message {
-        kind: message_kind(msg),
+        kind,
         errno: parse_errno(msg),
         phase,
+        unix: kind == MessageKind::ConnectFailed && msg.starts_with(b"connect() to unix:"),
     }
 }
 
@@ -399,6 +442,39 @@ mod tests {
                 b"epoll_wait() reported that client prematurely closed connection",
                 ClientClosed,
             ),
+            (b"upstream rejected request with error 7", StreamRefused),
+            (b"upstream rejected request with error 2", StreamReset),
+            (b"upstream rejected request with error 0", StreamReset),
+            (b"upstream rejected request with error 70", StreamReset),
+            (b"upstream rejected request with error 4294967303", StreamReset),
+            (
+                b"upstream rejected request with error 99999999999999999999",
+                StreamReset,
+            ),
+            (b"upstream rejected request with error ", StreamReset),
+            (b"upstream sent goaway with error 0", GoAway),
+            (b"upstream sent goaway with error 2", GoAway),
+            (b"upstream sent goaway frame with invalid length: 4", InvalidHeader),
+            (b"upstream sent rst stream frame with invalid length: 3", InvalidHeader),
+            (b"upstream prematurely closed stream", PrematurelyClosed),
+            (b"upstream sent unexpected :status \"103\"", InvalidHeader),
+            (b"upstream sent no :status header", InvalidHeader),
+            (b"upstream sent invalid http2 table index: 70", InvalidHeader),
+            (b"upstream sent too large http2 frame: 16777215", InvalidHeader),
+            (b"upstream sent frame for unknown stream 3", InvalidHeader),
+            (b"upstream sent unexpected http2 frame: 0", InvalidHeader),
+            (
+                b"upstream violated stream flow control, received 70000 data frame with window 65535",
+                InvalidHeader,
+            ),
+            (
+                b"upstream violated connection flow control, received 70000 data frame with window 65535",
+                InvalidHeader,
+            ),
+            (
+                b"connect() to unix:/run/php/php-fpm.sock failed (11: Resource temporarily unavailable)",
+                ConnectFailed,
+            ),
             (b"open() \"/x\" failed (2: No such file or directory)", Other),
             (b"", Other),
         ];
@@ -423,8 +499,23 @@ mod tests {
             Message {
                 kind: MessageKind::ConnectFailed,
                 errno: Some(111),
-                phase: Some(Phase::Connect)
+                phase: Some(Phase::Connect),
+                unix: false,
             }
         );
+    }
+
+    #[test]
+    fn unix_peers_are_told_from_tcp_ones() {
+        let m = parse_message(
+            b"connect() to unix:/run/php/php-fpm.sock failed (11: Resource temporarily unavailable) while connecting to upstream",
+        );
+        assert_eq!((m.kind, m.errno, m.unix), (MessageKind::ConnectFailed, Some(11), true));
+        let m = parse_message(b"connect() to 127.0.0.1:9000 failed (11: Resource temporarily unavailable)");
+        assert_eq!((m.errno, m.unix), (Some(11), false));
+        // only the connect line names the peer: other texts never say unix
+        let m = parse_message(b"upstream sent invalid header: \"connect() to unix:/x\"");
+        assert!(!m.unix);
+        assert!(!parse_message(b"connect() failed (111: Connection refused)").unix);
     }
 }

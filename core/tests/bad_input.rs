@@ -3,8 +3,9 @@
 //! back to exactly the input.
 
 use proptest::prelude::*;
+use upstream_cause_core::hint::hint;
 use upstream_cause_core::render::{escape_quoted, render_list, render_log_line, Entry, FixedBuf, LogLine};
-use upstream_cause_core::text::{extract_message, parse_message};
+use upstream_cause_core::text::{extract_message, parse_message, MessageKind};
 use upstream_cause_core::{classify, final_cause, Cause, End, Observation};
 
 /// Inverse of `escape_quoted`; `None` if the text is not a valid escape.
@@ -63,6 +64,10 @@ fn nginxish() -> impl Strategy<Value = Vec<u8>> {
                 Just(&b"recv() failed ("[..]),
                 Just(&b"upstream sent "[..]),
                 Just(&b"SSL_do_handshake() failed ("[..]),
+                Just(&b"connect() to unix:/run/php/php-fpm.sock failed ("[..]),
+                Just(&b"upstream rejected request with error "[..]),
+                Just(&b"upstream sent goaway with error "[..]),
+                Just(&b"upstream violated stream flow control, "[..]),
             ],
             proptest::collection::vec(any::<u8>(), 0..40),
             prop_oneof![
@@ -91,7 +96,7 @@ proptest! {
     fn classifying_never_panics(
         text in nginxish(),
         end in end(),
-        flags in any::<[bool; 16]>(),
+        flags in any::<[bool; 17]>(),
         header_bytes in any::<u32>(),
         status in any::<u16>(),
         final_status in any::<u16>(),
@@ -102,13 +107,23 @@ proptest! {
             read_eof: flags[4], read_error: flags[5], read_timedout: flags[6], write_error: flags[7],
             write_timedout: flags[8], request_sent: flags[9], header_received: flags[10],
             buffer_full: flags[11], reused: flags[12], header_sent: flags[13], client_error: flags[14],
-            header_bytes, status,
+            header_bytes, status, saturated: flags[16],
             message: flags[15].then(|| parse_message(&text)),
         };
         let c = classify(&o);
         let _ = final_cause(c, final_status);
         if o.end == End::NoLivePeer {
-            prop_assert_eq!(c, Some(Cause::NoLiveUpstreams));
+            prop_assert_eq!(c, Some(if o.saturated { Cause::MaxConnsReached } else { Cause::NoLiveUpstreams }));
+        }
+        // the HTTP/2 codes come from the text's kind alone, never from a
+        // number that is out of range
+        if let (Some(c), Some(m)) = (c, o.message) {
+            if c == Cause::StreamRefused {
+                prop_assert!(matches!(m.kind, MessageKind::StreamRefused | MessageKind::GoAway));
+            }
+            if c == Cause::AcceptQueueFull {
+                prop_assert!(m.unix && m.errno == Some(11));
+            }
         }
     }
 
@@ -131,23 +146,25 @@ proptest! {
         detail in proptest::collection::vec(any::<u8>(), 0..600),
         causes in proptest::collection::vec(proptest::option::of(cause()), 0..20),
         cut in 0usize..2000,
+        text in nginxish(),
     ) {
+        let message = Some(parse_message(&text));
         let entries: Vec<Entry> = causes.iter().map(|c| Entry::Attempt(*c)).collect();
         let mut raw = vec![0u8; cut];
         let mut out = FixedBuf::new(&mut raw);
-        render_log_line(&mut out, &LogLine { cause: c, status, attempts, peer: &peer, entries: &entries, detail: &detail });
+        render_log_line(&mut out, &LogLine { cause: c, status, attempts, peer: &peer, entries: &entries, detail: &detail, message });
         // cut anywhere: still printable, never a newline
         prop_assert!(printable_line(out.as_bytes()));
         let mut raw = vec![0u8; 8192];
         let mut out = FixedBuf::new(&mut raw);
-        render_log_line(&mut out, &LogLine { cause: c, status, attempts, peer: &peer, entries: &entries, detail: &detail });
+        render_log_line(&mut out, &LogLine { cause: c, status, attempts, peer: &peer, entries: &entries, detail: &detail, message });
         let line = out.as_bytes();
         prop_assert!(printable_line(line));
         let text = String::from_utf8(line.to_vec()).unwrap();
         let start = text.find(" detail=\"").unwrap() + 9;
         let end = text.rfind("\" hint=\"").unwrap();
         prop_assert_eq!(unescape(&line[start..end]), Some(detail));
-        let hint_kv = format!("hint=\"{}\"", c.hint());
+        let hint_kv = format!("hint=\"{}\"", hint(c, message.as_ref()));
         prop_assert!(text.ends_with(&hint_kv));
         let mut list = vec![0u8; 4096];
         let mut lout = FixedBuf::new(&mut list);

@@ -136,18 +136,24 @@ def address(arg):
     return host or "127.0.0.1", int(port)
 
 
-def main():
+def serve(name, default, handler, mode_handler):
+    """Listens on argv[1] (or `default`) with `handler`, and on each extra
+    `MODE@HOST:PORT` argument with `mode_handler(mode)`; serves forever."""
     import threading
     for extra in sys.argv[2:]:
         mode, _, addr = extra.partition("@")
-        handler = type(f"Raw_{mode}", (RawHandler,), {"mode": mode})
-        raw = Server(address(addr), handler)
-        threading.Thread(target=raw.serve_forever, daemon=True).start()
-        print(f"faults ({mode}) listening on {addr}", flush=True)
-    arg = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9002"
-    with Server(address(arg), Handler) as srv:
-        print(f"faults listening on {arg}", flush=True)
+        srv = Server(address(addr), mode_handler(mode))
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        print(f"{name} ({mode}) listening on {addr}", flush=True)
+    arg = sys.argv[1] if len(sys.argv) > 1 else default
+    with Server(address(arg), handler) as srv:
+        print(f"{name} listening on {arg}", flush=True)
         srv.serve_forever()
+
+
+def main():
+    serve("faults", "127.0.0.1:9002", Handler,
+          lambda mode: type(f"Raw_{mode}", (RawHandler,), {"mode": mode}))
 
 
 if __name__ == "__main__":
