@@ -37,6 +37,10 @@ NGINX_VERSION = _nginx_version()
 # parameter before.
 HTTP2_ON = "http2 on;" if NGINX_VERSION >= (1, 25, 1) else ""
 HTTP2_LISTEN = "" if NGINX_VERSION >= (1, 25, 1) else " http2"
+# From 1.29.7 explicit upstream groups keep connections alive by default
+# (and proxy speaks HTTP/1.1): a test that counts attempts exactly turns it
+# off for its group, since a failure on a reused connection is retried.
+NO_KEEPALIVE = "keepalive 0;" if NGINX_VERSION >= (1, 29, 7) else ""
 
 # nginx's own texts, as $upstream_cause_detail and the log line carry them
 REFUSED_DETAIL = "connect() failed (111: Connection refused) while connecting to upstream"

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Nginx, dead_port
+from conftest import NO_KEEPALIVE, Nginx, dead_port
 
 FAMILIES = {
     "nginx_upstream_cause_total": "counter",
@@ -45,7 +45,7 @@ def conf(a, b, go, zone="upstream_cause_zone uc 1m;"):
     return f"""
     {zone}
     upstream both_refuse {{ server 127.0.0.1:{a} max_fails=0; server 127.0.0.1:{b} max_fails=0; }}
-    upstream go {{ server 127.0.0.1:{go}; }}
+    upstream go {{ server 127.0.0.1:{go}; {NO_KEEPALIVE} }}
     server {{ listen 127.0.0.1:@PORT@;
         location /retry/ {{ proxy_pass http://both_refuse/; }}
         location /gone/ {{ proxy_pass http://127.0.0.1:{a}/; }}
