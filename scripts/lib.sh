@@ -109,6 +109,21 @@ build_distro() {  # target dir for cargo; prints the path of the built module
     mkdir -p "$target"
     [ -f "$nginx_dir/objs/ngx_auto_config.h" ] || configure_distro_nginx "$nginx_dir"
     (cd "$ROOT" && NGINX_SOURCE_DIR="$nginx_dir" NGINX_BUILD_DIR="$nginx_dir/objs" \
-        cargo build --release --locked --no-default-features --target-dir "$target" >&2)
+        cargo build --release --locked --no-default-features --features export-modules --target-dir "$target" >&2)
     echo "$target/release/libngx_http_upstream_cause_module.so"
+}
+
+# sid's Release file is valid for a week only: apt refuses a mirror whose
+# copy is older ("Release file ... is expired"). Prints false when the
+# mirror's Valid-Until is past (apt is then told not to check the date; the
+# signatures are checked either way), true otherwise.
+apt_check_valid_until() {  # suite
+    local mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian} until
+    until=$(curl -fsS -m 20 "$mirror/dists/$1/Release" 2>/dev/null | sed -n 's/^Valid-Until: //p' || true)
+    if [ -n "$until" ] && [ "$(date -u -d "$until" +%s 2>/dev/null || echo 0)" -lt "$(date -u +%s)" ]; then
+        say "the mirror's $1 Release expired on $until: apt will not check Valid-Until"
+        echo false
+    else
+        echo true
+    fi
 }

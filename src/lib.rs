@@ -57,9 +57,13 @@ static NGX_HTTP_UPSTREAM_CAUSE_MODULE_CTX: ngx_http_module_t = ngx_http_module_t
     merge_loc_conf: Some(Module::merge_loc_conf),
 };
 
-// The `ngx_modules` table nginx's `load_module` looks for in a cdylib.
+// The `ngx_modules` table nginx's `load_module` looks for in a cdylib. In
+// nginx's own build (`config`) nginx generates it, so it must not be here.
+#[cfg(feature = "export-modules")]
 ngx::ngx_modules!(ngx_http_upstream_cause_module);
 
+// Unmangled: the table nginx's own build generates names it.
+#[no_mangle]
 #[used]
 #[allow(non_upper_case_globals)]
 pub static mut ngx_http_upstream_cause_module: ngx_module_t = ngx_module_t {

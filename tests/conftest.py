@@ -194,7 +194,9 @@ class Nginx:
     def access_entries(self):
         if not self.access_log.exists():
             return []
-        return [json.loads(l) for l in self.access_log.read_text().splitlines() if l.strip()]
+        text = self.access_log.read_text()
+        # a line nginx is still writing has no newline yet: not an entry
+        return [json.loads(l) for l in text[:text.rfind("\n") + 1].splitlines() if l.strip()]
 
     def access_for(self, uri, count=1, timeout=10.0):
         """The access-log entries of `uri`, waiting (bounded) for `count`."""
