@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The dockerized integration tests (docker/compose.yaml), as a user runs them,
-# plus what an offline machine needs first: the Debian base image made from
-# the package registry (docker/base-image.sh), and the crates vendored on the
-# host (build containers here cannot reach crates.io). Tears everything down
-# whatever happens. Exits non-zero if any scenario fails.
+# plus what an offline machine needs first: the Debian base images (trixie,
+# sid) made from the package registry (docker/base-image.sh), and the crates
+# vendored on the host (build containers here cannot reach crates.io). Tears
+# everything down whatever happens. Exits non-zero if any scenario fails.
 source "$(dirname "$0")/lib.sh"
 
 command -v docker >/dev/null || { echo "docker not found: install Docker Engine with Compose" >&2; exit 1; }
@@ -22,6 +22,9 @@ down() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap down EXIT
 
 bash "$ROOT/docker/base-image.sh" trixie
+bash "$ROOT/docker/base-image.sh" sid
+APT_CHECK_VALID_UNTIL=$(apt_check_valid_until sid)
+export APT_CHECK_VALID_UNTIL
 if command -v cargo >/dev/null; then
     say "vendoring crates for the image build (cargo vendor)"
     (cd "$ROOT" && cargo vendor --locked --versioned-dirs --no-delete docker/cargo-vendor >/dev/null)

@@ -103,14 +103,103 @@ configure_distro_nginx() {  # dir: where to configure the copy
     }
 }
 
-build_distro() {  # target dir for cargo; prints the path of the built module
-    local target=${1:-$ROOT/target/distro}
-    local nginx_dir="$target/nginx-src"
-    mkdir -p "$target"
-    [ -f "$nginx_dir/objs/ngx_auto_config.h" ] || configure_distro_nginx "$nginx_dir"
-    (cd "$ROOT" && NGINX_SOURCE_DIR="$nginx_dir" NGINX_BUILD_DIR="$nginx_dir/objs" \
-        cargo build --release --locked --no-default-features --features export-modules --target-dir "$target" >&2)
-    echo "$target/release/libngx_http_upstream_cause_module.so"
+# nginx's configure: ./configure in release tarballs and nginx-dev's tree,
+# auto/configure in nginx's repository layout (as nginx-src ships it).
+ngx_configure() {
+    if [ -x ./configure ]; then ./configure "$@"; else ./auto/configure "$@"; fi
+}
+
+# nginx's own build of the module, as packagers run it: in a copy of an
+# nginx source tree, ./configure with the given arguments and
+# --add-dynamic-module=<this checkout> (the `config` at its root), then
+# `make modules`. Prints the path of the built module.
+build_with_configure() {  # source tree, work dir, configure arguments...
+    local src=$1 dir=$2
+    shift 2
+    rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"
+    cp -r "$src" "$dir"
+    (cd "$dir" && ngx_configure "$@" --add-dynamic-module="$ROOT" >configure.log 2>&1) || {
+        tail -20 "$dir/configure.log" >&2
+        return 1
+    }
+    # objs/Makefile directly: nginx-dev's trimmed tree writes no top Makefile
+    (cd "$dir" && make -f objs/Makefile -j"$(nproc)" modules >make.log 2>&1) || {
+        tail -30 "$dir/make.log" >&2
+        return 1
+    }
+    echo "$dir/objs/ngx_http_upstream_cause_module.so"
+}
+
+# The module for the distro's own nginx, built the way Debian's packages
+# build modules: nginx-dev's source tree, Debian's configure flags, nginx's
+# own build with --add-dynamic-module. Prints the path of the module.
+build_distro() {  # work dir
+    local dir=${1:-$WORK/distro-build}
+    [ -f "$DISTRO_SRC/conf_flags" ] || { echo "$DISTRO_SRC/conf_flags not found: install nginx-dev" >&2; return 1; }
+    local -a NGX_CONF_FLAGS
+    # shellcheck disable=SC1091
+    source "$DISTRO_SRC/conf_flags"
+    build_with_configure "$DISTRO_SRC" "$dir" "${NGX_CONF_FLAGS[@]}"
+}
+
+# The nginx source the ngx crate vendors (nginx-src, 1.28.3), from cargo's
+# registry (fetched by the first cargo build).
+vendored_nginx_source() {
+    local manifest
+    manifest=$(cd "$ROOT" && cargo metadata --format-version 1 --locked 2>/dev/null |
+        /usr/bin/python3 -c 'import json, sys
+print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "nginx-src"))')
+    [ -d "$(dirname "$manifest")/nginx/src" ] || { echo "nginx-src not found in cargo's registry" >&2; return 1; }
+    echo "$(dirname "$manifest")/nginx"
+}
+
+# nginx.org's packages' configure arguments (nginx/pkg-oss, debian/Makefile,
+# BASE_CONFIGURE_ARGS), with the paths moved under PREFIX and without the
+# nginx user (the tests run nginx as the user they run as).
+nginx_org_configure_args() {  # prefix
+    local p=$1
+    echo --prefix="$p" --sbin-path="$p/sbin/nginx" --modules-path="$p/modules" \
+        --conf-path="$p/conf/nginx.conf" --error-log-path="$p/logs/error.log" \
+        --http-log-path="$p/logs/access.log" --pid-path="$p/logs/nginx.pid" --lock-path="$p/logs/nginx.lock" \
+        --http-client-body-temp-path="$p/cache/client_temp" --http-proxy-temp-path="$p/cache/proxy_temp" \
+        --http-fastcgi-temp-path="$p/cache/fastcgi_temp" --http-uwsgi-temp-path="$p/cache/uwsgi_temp" \
+        --http-scgi-temp-path="$p/cache/scgi_temp" \
+        --with-compat --with-file-aio --with-threads --with-http_addition_module \
+        --with-http_auth_request_module --with-http_dav_module --with-http_flv_module \
+        --with-http_gunzip_module --with-http_gzip_static_module --with-http_mp4_module \
+        --with-http_random_index_module --with-http_realip_module --with-http_secure_link_module \
+        --with-http_slice_module --with-http_ssl_module --with-http_stub_status_module \
+        --with-http_sub_module --with-http_v2_module --with-http_v3_module --with-mail \
+        --with-mail_ssl_module --with-stream --with-stream_realip_module --with-stream_ssl_module \
+        --with-stream_ssl_preread_module
+}
+
+# nginx.org's build of the vendored version: nginx itself with pkg-oss's
+# arguments, and, separately, the module with the same arguments through
+# --add-dynamic-module, as pkg-oss's build_module.sh builds one. Prints
+# the nginx binary and the module, one a line.
+build_nginx_org() {
+    local src dir=$WORK/nginx-org
+    src=$(vendored_nginx_source)
+    # shellcheck disable=SC2046
+    set -- $(nginx_org_configure_args "$dir/install")
+    if [ ! -x "$dir/install/sbin/nginx" ]; then
+        rm -rf "$dir/nginx"
+        mkdir -p "$dir"
+        cp -r "$src" "$dir/nginx"
+        (cd "$dir/nginx" && ngx_configure "$@" >configure.log 2>&1 && make -j"$(nproc)" >make.log 2>&1 &&
+            make install >install.log 2>&1) || {
+            tail -30 "$dir"/nginx/*.log >&2
+            return 1
+        }
+    fi
+    # nginx makes its temp directories, not their parent
+    mkdir -p "$dir/install/cache"
+    local module
+    module=$(build_with_configure "$src" "$dir/module" "$@")
+    echo "$dir/install/sbin/nginx"
+    echo "$module"
 }
 
 # sid's Release file is valid for a week only: apt refuses a mirror whose

@@ -7,7 +7,12 @@
 #   vendored (default)  the ngx crate's nginx 1.28, built here, with all checks
 #   distro              the distro's own /usr/sbin/nginx (Debian's nginx and
 #                       nginx-dev, installed if missing), the module built
-#                       against it; integration tests only
+#                       in nginx-dev's tree by nginx's own build
+#                       (--add-dynamic-module); integration tests only
+#   nginx-org           nginx 1.28.3 built with nginx.org's packages'
+#                       configure arguments (pkg-oss), the module built
+#                       separately with them through --add-dynamic-module;
+#                       integration tests only
 # Arguments go to pytest.
 source "$(dirname "$0")/lib.sh"
 
@@ -30,13 +35,23 @@ distro)
     need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     need_distro_nginx
     need_cargo
-    say "building the module against $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
+    say "building the module in nginx-dev's tree (./configure --add-dynamic-module, make modules) for $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
     MODULE=$(build_distro)
     build_go
     NGINX_BIN=/usr/sbin/nginx
     ;;
+nginx-org)
+    need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    need_cargo
+    (cd "$ROOT" && cargo fetch --locked >/dev/null)
+    say "building nginx as nginx.org's packages do (pkg-oss's configure arguments), and the module separately with --add-dynamic-module"
+    built=$(build_nginx_org)
+    NGINX_BIN=$(sed -n 1p <<<"$built")
+    MODULE=$(sed -n 2p <<<"$built")
+    build_go
+    ;;
 *)
-    echo "UPSTREAM_CAUSE_NGINX must be vendored or distro" >&2
+    echo "UPSTREAM_CAUSE_NGINX must be vendored, distro or nginx-org" >&2
     exit 2
     ;;
 esac

@@ -33,6 +33,12 @@ def _nginx_version():
 
 
 NGINX_VERSION = _nginx_version()
+# nginx -V: how the nginx under test was configured
+try:
+    NGINX_CONFIGURE = subprocess.run([NGINX_BIN, "-V"], capture_output=True, text=True, timeout=10).stderr
+except OSError:
+    NGINX_CONFIGURE = ""
+WITH_DEBUG = "--with-debug" in NGINX_CONFIGURE
 # How to accept HTTP/2 on a listener: `http2 on;` from 1.25.1, the listen
 # parameter before.
 HTTP2_ON = "http2 on;" if NGINX_VERSION >= (1, 25, 1) else ""

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import REFUSED_DETAIL, dead_port
+from conftest import REFUSED_DETAIL, WITH_DEBUG, dead_port
 
 
 
@@ -260,6 +260,7 @@ def test_http10_client(env):
     assert r.status == 502 and r.getheader("X-Upstream-Cause") == "connect_refused"
 
 
+@pytest.mark.skipif(not WITH_DEBUG, reason="nginx is built without --with-debug (as nginx.org's packages are)")
 def test_classification_is_traced_in_the_debug_log(nginx_factory):
     """The core's decisions reach nginx's debug log (nginx --with-debug,
     error_log at debug), once per attempt however many places render it."""

@@ -194,10 +194,9 @@ impl core::fmt::Display for Cause {
 mod tests {
     use super::*;
 
-    /// The README's cause table (the first table under "## Cause codes"),
+    /// A document's cause table (the first table under "## Cause codes"),
     /// row by row: `| `code` | status | hint |`.
-    fn readme_rows() -> Vec<(String, String, String)> {
-        let readme = include_str!("../../README.md");
+    fn code_rows(readme: &str) -> Vec<(String, String, String)> {
         let section = &readme[readme.find("\n## Cause codes\n").expect("a Cause codes section")..];
         let table = &section[section.find("\n|").unwrap()..];
         let table = &table[..table.find("\n\n").unwrap_or(table.len())];
@@ -265,9 +264,14 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_documents_every_code_with_its_status_and_hint() {
-        let rows = readme_rows();
-        assert_eq!(rows.len(), Cause::ALL.len(), "one README row per code");
+    fn the_readme_and_the_reference_document_every_code_with_its_status_and_hint() {
+        for doc in [include_str!("../../README.md"), include_str!("../../docs/reference.md")] {
+            check_code_rows(code_rows(doc));
+        }
+    }
+
+    fn check_code_rows(rows: Vec<(String, String, String)>) {
+        assert_eq!(rows.len(), Cause::ALL.len(), "one row per code");
         for (code, status, hint) in rows {
             let c = Cause::from_code(&code).unwrap();
             let want = c.default_status().map_or(

@@ -97,14 +97,14 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_refined_hint_under_its_code() {
-        let readme = include_str!("../../README.md");
+    fn the_reference_lists_every_refined_hint_under_its_code() {
+        let readme = include_str!("../../docs/reference.md");
         for (cause, text) in cases() {
             let h = of(cause, text);
             let row = readme
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{}` |", cause.code())) && l.ends_with(&format!("| {h} |")));
-            assert!(row.is_some(), "README has no row for {cause}: {h}");
+            assert!(row.is_some(), "docs/reference.md has no row for {cause}: {h}");
         }
     }
 

@@ -17,11 +17,23 @@ import traceback
 from pathlib import Path
 from urllib.parse import urlparse
 
-NGINX = urlparse(os.environ.get("NGINX_URL", "http://nginx:8080"))
-NGINX_LOGS = Path(os.environ.get("NGINX_LOGS", "/logs/nginx"))
 GO_LOGS = Path(os.environ.get("GO_LOGS", "/logs/go"))
-ACCESS = NGINX_LOGS / "access.json"
-ERROR = NGINX_LOGS / "error.log"
+
+
+class Nginx:
+    """One nginx of the harness: where to send requests, where its logs are."""
+
+    def __init__(self, url, logs):
+        self.url = urlparse(url)
+        self.access = Path(logs) / "access.json"
+        self.error = Path(logs) / "error.log"
+
+
+# trixie's nginx (1.26) in front of the Go services and the fault upstream
+NGINX = Nginx(os.environ.get("NGINX_URL", "http://nginx:8080"), os.environ.get("NGINX_LOGS", "/logs/nginx"))
+# sid's nginx (1.30) in front of the HTTP/2 fault upstream
+NGINX_SID = Nginx(os.environ.get("NGINX_SID_URL", "http://nginx-sid:8080"),
+                  os.environ.get("NGINX_SID_LOGS", "/logs/nginx-sid"))
 
 HINTS = {
     "connect_refused": "nothing listens on the upstream port: the backend process is down or restarting",
@@ -74,12 +86,12 @@ class Result:
                 f'detail="{a["upstream_cause_detail"]}" ({self.seconds:.1f}s)')
 
 
-def get(uri, timeout=40):
+def get(uri, timeout=40, nginx=NGINX):
     """GET through nginx; waits for the request's access-log entry and its
     enriched error-log line (if the request failed)."""
-    seen_access, seen_error = len(lines(ACCESS)), len(lines(ERROR))
+    seen_access, seen_error = len(lines(nginx.access)), len(lines(nginx.error))
     start = time.monotonic()
-    conn = http.client.HTTPConnection(NGINX.hostname, NGINX.port or 80, timeout=timeout)
+    conn = http.client.HTTPConnection(nginx.url.hostname, nginx.url.port or 80, timeout=timeout)
     try:
         conn.request("GET", uri)
         r = conn.getresponse()
@@ -94,9 +106,9 @@ def get(uri, timeout=40):
     seconds = time.monotonic() - start
     check(len(headers) <= 1, f"{uri}: {len(headers)} X-Upstream-Cause headers: {headers}")
     entries = wait_for(f"the access-log entry of {uri}", lambda: [
-        e for e in map(json.loads, lines(ACCESS)[seen_access:]) if e["request_uri"] == uri])
+        e for e in map(json.loads, lines(nginx.access)[seen_access:]) if e["request_uri"] == uri])
     access = entries[0]
-    enriched = [l for l in lines(ERROR)[seen_error:]
+    enriched = [l for l in lines(nginx.error)[seen_error:]
                 if "upstream_cause=" in l and f'request: "GET {uri} HTTP/1.1"' in l]
     return Result(uri, status, headers[0] if headers else None, body, seconds, access, enriched)
 
@@ -260,6 +272,32 @@ def s6_faults():
     return out
 
 
+# Through sid's nginx (1.30): HTTP/2 to the upstream, the fault upstream's
+# frames. nginx's own texts, from ngx_http_proxy_v2_module.c and
+# ngx_http_grpc_module.c.
+H2 = " while reading response header from upstream"
+H2_FAULTS = [
+    ("refused", "stream_refused", "upstream rejected request with error 7" + H2),
+    ("internal", "upstream_reset", "upstream rejected request with error 2" + H2),
+    ("goaway", "stream_refused", "upstream sent goaway with error 0" + H2),
+    ("goaway-error", "stream_refused", "upstream sent goaway with error 2" + H2),
+    ("close", "upstream_prematurely_closed", "upstream prematurely closed connection" + H2),
+]
+
+
+def s7_http2_upstream():
+    out = []
+    for prefix in ("/h2", "/grpc"):
+        for mode, cause, detail in H2_FAULTS:
+            r = get(f"{prefix}/{mode}", nginx=NGINX_SID)
+            expect_failure(r, 502, cause, detail=detail)
+            out.append(r.summary())
+    r = get("/h2/ok", nginx=NGINX_SID)
+    expect_success(r)
+    out.append(r.summary())
+    return out
+
+
 SCENARIOS = [
     ("1 ok", s1_ok),
     ("2 request-level panic", s2_request_level_panic),
@@ -267,6 +305,7 @@ SCENARIOS = [
     ("4 service-level panic, host gone", s4_service_level_panic_host_gone),
     ("5 retry to a healthy peer", s5_retry_to_a_healthy_peer),
     ("6 fault upstream", s6_faults),
+    ("7 HTTP/2 upstream (sid's nginx, proxy_http_version 2 and grpc_pass)", s7_http2_upstream),
 ]
 
 
