@@ -48,6 +48,9 @@ nginx-org)
     built=$(build_nginx_org)
     NGINX_BIN=$(sed -n 1p <<<"$built")
     MODULE=$(sed -n 2p <<<"$built")
+    # tests/test_build.py configures a copy of this tree
+    export NGINX_SOURCE_TREE
+    NGINX_SOURCE_TREE=$(vendored_nginx_source)
     build_go
     ;;
 *)

@@ -1,0 +1,60 @@
+"""nginx's own build of the module (`./configure --add-dynamic-module`):
+what a user without cargo or libclang sees. Runs where scripts/test.sh
+names an nginx source tree (NGINX_SOURCE_TREE: the nginx-org and distro
+modes, which build the module that way)."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+TREE = os.environ.get("NGINX_SOURCE_TREE")
+
+pytestmark = pytest.mark.skipif(not TREE, reason="no nginx source tree (NGINX_SOURCE_TREE) to configure")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A copy of the source tree, configured by each test anew."""
+    dst = tmp_path_factory.mktemp("nginx-tree") / "nginx"
+    shutil.copytree(TREE, dst, ignore=shutil.ignore_patterns("objs"))
+    return dst
+
+
+def configure(tree, **env):
+    shutil.rmtree(tree / "objs", ignore_errors=True)
+    script = "./configure" if (tree / "configure").exists() else "./auto/configure"
+    return subprocess.run([script, "--add-dynamic-module=" + str(ROOT)], cwd=tree,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("env,line", [
+    ({"NGX_CARGO": "/nonexistent/cargo"},
+     "error: ngx_http_upstream_cause_module: cargo not found "
+     "(install a Rust toolchain 1.85 or newer, or set NGX_CARGO)"),
+    ({"LIBCLANG_PATH": "/nonexistent"},
+     "error: ngx_http_upstream_cause_module: libclang not found in /nonexistent "
+     "(Debian/Ubuntu: apt-get install libclang-dev; or set LIBCLANG_PATH)"),
+], ids=["no cargo", "no libclang"])
+def test_configure_stops_with_one_line(tree, env, line):
+    r = configure(tree, **env)
+    assert r.returncode == 1, r.stdout[-2000:]
+    errors = [l for l in (r.stdout + r.stderr).splitlines() if "error:" in l]
+    assert len(errors) == 1 and errors[0].endswith(line), errors
+    # it stopped in configure: no Makefile for make to fail in
+    assert not (tree / "objs/Makefile").exists()
+
+
+def test_configure_writes_the_cargo_rule(tree):
+    r = configure(tree)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert " + ngx_http_upstream_cause_module was configured" in r.stdout
+    makefile = (tree / "objs/Makefile").read_text()
+    assert "objs/upstream_cause/release/libngx_http_upstream_cause_module.a:" in makefile
+    assert "--crate-type staticlib" in makefile and "--no-default-features" in makefile
+    assert "modules:\tobjs/ngx_http_upstream_cause_module.so" in makefile
+    config = Path(tree / "objs/upstream_cause.cargo.toml").read_text()
+    assert f'NGINX_BUILD_DIR = {{ value = "{tree}/objs", force = true }}' in config
