@@ -1,19 +1,23 @@
-"""nginx's own build of the module (`./configure --add-dynamic-module`):
-what a user without cargo or libclang sees. Runs where scripts/test.sh
-names an nginx source tree (NGINX_SOURCE_TREE: the nginx-org and distro
-modes, which build the module that way)."""
+"""Building and loading the module as users do. nginx's own build
+(`./configure --add-dynamic-module`): what a user without cargo or libclang
+sees, where scripts/test.sh names an nginx source tree (NGINX_SOURCE_TREE,
+the nginx-org mode). A module built for another nginx version
+(OTHER_VERSION_MODULE, the distro mode: the vendored 1.28.3 build) is
+refused by nginx with its own message."""
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import NGINX_BIN, NGINX_VERSION, ROOT
 
 TREE = os.environ.get("NGINX_SOURCE_TREE")
+OTHER = os.environ.get("OTHER_VERSION_MODULE")
 
-pytestmark = pytest.mark.skipif(not TREE, reason="no nginx source tree (NGINX_SOURCE_TREE) to configure")
+needs_tree = pytest.mark.skipif(not TREE, reason="no nginx source tree (NGINX_SOURCE_TREE) to configure")
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,7 @@ def configure(tree, **env):
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
 
 
+@needs_tree
 @pytest.mark.parametrize("env,line", [
     ({"NGX_CARGO": "/nonexistent/cargo"},
      "error: ngx_http_upstream_cause_module: cargo not found "
@@ -48,6 +53,7 @@ def test_configure_stops_with_one_line(tree, env, line):
     assert not (tree / "objs/Makefile").exists()
 
 
+@needs_tree
 def test_configure_writes_the_cargo_rule(tree):
     r = configure(tree)
     assert r.returncode == 0, r.stdout[-2000:]
@@ -58,3 +64,15 @@ def test_configure_writes_the_cargo_rule(tree):
     assert "modules:\tobjs/ngx_http_upstream_cause_module.so" in makefile
     config = Path(tree / "objs/upstream_cause.cargo.toml").read_text()
     assert f'NGINX_BUILD_DIR = {{ value = "{tree}/objs", force = true }}' in config
+
+
+@pytest.mark.skipif(not OTHER, reason="no module built for another nginx version (OTHER_VERSION_MODULE)")
+def test_a_module_for_another_version_is_refused_by_nginx(tmp_path):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"load_module {OTHER};\nevents {{}}\n")
+    r = subprocess.run([NGINX_BIN, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    ours = NGINX_VERSION[0] * 1000000 + NGINX_VERSION[1] * 1000 + NGINX_VERSION[2]
+    want = rf'\[emerg\] \d+#\d+: module "{re.escape(OTHER)}" version 1028003 instead of {ours} in {re.escape(str(conf))}:1'
+    assert re.search(want, r.stderr), r.stderr
