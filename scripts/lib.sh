@@ -177,8 +177,9 @@ nginx_org_configure_args() {  # prefix
 
 # nginx.org's build of the vendored version: nginx itself with pkg-oss's
 # arguments, and, separately, the module with the same arguments through
-# --add-dynamic-module, as pkg-oss's build_module.sh builds one. Prints
-# the nginx binary and the module, one a line.
+# --add-dynamic-module, as pkg-oss's build_module.sh builds one; and the
+# same version configured without --with-compat. Prints the nginx binary,
+# the module and the binary without --with-compat, one a line.
 build_nginx_org() {
     local src dir=$WORK/nginx-org
     src=$(vendored_nginx_source)
@@ -196,10 +197,21 @@ build_nginx_org() {
     fi
     # nginx makes its temp directories, not their parent
     mkdir -p "$dir/install/cache"
+    # the same version without --with-compat: another module signature
+    if [ ! -x "$dir/nocompat/objs/nginx" ]; then
+        rm -rf "$dir/nocompat"
+        cp -r "$src" "$dir/nocompat"
+        (cd "$dir/nocompat" && ngx_configure --without-http_rewrite_module --without-http_gzip_module \
+            >configure.log 2>&1 && make -j"$(nproc)" >make.log 2>&1) || {
+            tail -30 "$dir"/nocompat/*.log >&2
+            return 1
+        }
+    fi
     local module
     module=$(build_with_configure "$src" "$dir/module" "$@")
     echo "$dir/install/sbin/nginx"
     echo "$module"
+    echo "$dir/nocompat/objs/nginx"
 }
 
 # sid's Release file is valid for a week only: apt refuses a mirror whose

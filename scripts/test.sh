@@ -55,6 +55,9 @@ nginx-org)
     built=$(build_nginx_org)
     NGINX_BIN=$(sed -n 1p <<<"$built")
     MODULE=$(sed -n 2p <<<"$built")
+    # tests/test_build.py: that nginx without --with-compat refuses the module
+    export NOCOMPAT_NGINX
+    NOCOMPAT_NGINX=$(sed -n 3p <<<"$built")
     # tests/test_build.py configures a copy of this tree
     export NGINX_SOURCE_TREE
     NGINX_SOURCE_TREE=$(vendored_nginx_source)

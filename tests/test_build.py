@@ -3,7 +3,9 @@
 sees, where scripts/test.sh names an nginx source tree (NGINX_SOURCE_TREE,
 the nginx-org mode). A module built for another nginx version
 (OTHER_VERSION_MODULE, the distro mode: the vendored 1.28.3 build) is
-refused by nginx with its own message."""
+refused by nginx with its own message, and so is the module in the same
+version configured without --with-compat (NOCOMPAT_NGINX, the nginx-org
+mode)."""
 import os
 import re
 import shutil
@@ -16,6 +18,8 @@ from conftest import NGINX_BIN, NGINX_VERSION, ROOT
 
 TREE = os.environ.get("NGINX_SOURCE_TREE")
 OTHER = os.environ.get("OTHER_VERSION_MODULE")
+NOCOMPAT = os.environ.get("NOCOMPAT_NGINX")
+MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE")
 
 needs_tree = pytest.mark.skipif(not TREE, reason="no nginx source tree (NGINX_SOURCE_TREE) to configure")
 
@@ -75,4 +79,15 @@ def test_a_module_for_another_version_is_refused_by_nginx(tmp_path):
     assert r.returncode == 1
     ours = NGINX_VERSION[0] * 1000000 + NGINX_VERSION[1] * 1000 + NGINX_VERSION[2]
     want = rf'\[emerg\] \d+#\d+: module "{re.escape(OTHER)}" version 1028003 instead of {ours} in {re.escape(str(conf))}:1'
+    assert re.search(want, r.stderr), r.stderr
+
+
+@pytest.mark.skipif(not NOCOMPAT, reason="no nginx of the same version without --with-compat (NOCOMPAT_NGINX)")
+def test_a_module_for_another_signature_is_refused_by_nginx(tmp_path):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"load_module {MODULE};\nevents {{}}\n")
+    r = subprocess.run([NOCOMPAT, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    want = rf'\[emerg\] \d+#\d+: module "{re.escape(MODULE)}" is not binary compatible in {re.escape(str(conf))}:1'
     assert re.search(want, r.stderr), r.stderr
