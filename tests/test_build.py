@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NGINX_BIN, NGINX_VERSION, ROOT
+from conftest import MODULE, NGINX_BIN, NGINX_VERSION, ROOT
 
 TREE = os.environ.get("NGINX_SOURCE_TREE")
 OTHER = os.environ.get("OTHER_VERSION_MODULE")
 NOCOMPAT = os.environ.get("NOCOMPAT_NGINX")
-MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE")
 
 needs_tree = pytest.mark.skipif(not TREE, reason="no nginx source tree (NGINX_SOURCE_TREE) to configure")
 
@@ -70,24 +69,27 @@ def test_configure_writes_the_cargo_rule(tree):
     assert f'NGINX_BUILD_DIR = {{ value = "{tree}/objs", force = true }}' in config
 
 
+def refusal(nginx, module, tmp_path):
+    """`nginx -t` of a configuration that only loads `module`: must fail;
+    returns the emerg line's text after the pid, and the conf's name."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"load_module {module};\nevents {{}}\n")
+    r = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    m = re.search(r"\[emerg\] \d+#\d+: (.*)", r.stderr)
+    assert m, r.stderr
+    return m.group(1), conf
+
+
 @pytest.mark.skipif(not OTHER, reason="no module built for another nginx version (OTHER_VERSION_MODULE)")
 def test_a_module_for_another_version_is_refused_by_nginx(tmp_path):
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"load_module {OTHER};\nevents {{}}\n")
-    r = subprocess.run([NGINX_BIN, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1
+    line, conf = refusal(NGINX_BIN, OTHER, tmp_path)
     ours = NGINX_VERSION[0] * 1000000 + NGINX_VERSION[1] * 1000 + NGINX_VERSION[2]
-    want = rf'\[emerg\] \d+#\d+: module "{re.escape(OTHER)}" version 1028003 instead of {ours} in {re.escape(str(conf))}:1'
-    assert re.search(want, r.stderr), r.stderr
+    assert line == f'module "{OTHER}" version 1028003 instead of {ours} in {conf}:1'
 
 
 @pytest.mark.skipif(not NOCOMPAT, reason="no nginx of the same version without --with-compat (NOCOMPAT_NGINX)")
 def test_a_module_for_another_signature_is_refused_by_nginx(tmp_path):
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"load_module {MODULE};\nevents {{}}\n")
-    r = subprocess.run([NOCOMPAT, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1
-    want = rf'\[emerg\] \d+#\d+: module "{re.escape(MODULE)}" is not binary compatible in {re.escape(str(conf))}:1'
-    assert re.search(want, r.stderr), r.stderr
+    line, conf = refusal(NOCOMPAT, MODULE, tmp_path)
+    assert line == f'module "{MODULE}" is not binary compatible in {conf}:1'
