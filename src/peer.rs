@@ -366,7 +366,10 @@ fn in_zone(us: &ngx_http_upstream_srv_conf_t, p: &ngx_http_upstream_rr_peers_t) 
 }
 
 /// Runs `f` under the zone's read lock: round robin reads the shared peers
-/// under it, so do we. `f` does not panic (it only walks the list).
+/// under it, so do we. `f` does not panic (it only walks the list). The
+/// backup servers have a lock of their own, not taken: their counters are
+/// read as they are at that moment, which is all an answer about the past
+/// attempt needs.
 #[cfg(ngx_feature = "http_upstream_zone")]
 fn read_locked(p: &mut ngx_http_upstream_rr_peers_t, f: impl FnOnce() -> bool) -> bool {
     let lock = &raw mut p.rwlock;
