@@ -14,6 +14,12 @@
 #                    vendor/ if there is one
 #                    (`cargo vendor --locked vendor` in the checkout makes it)
 
+# objs is relative to the nginx tree, or absolute with --builddir=/… (as
+# Debian's nginx_mod build system configures)
+case $NGX_OBJS in
+    /*) ngx_upstream_cause_objs=$NGX_OBJS ;;
+    *)  ngx_upstream_cause_objs=$PWD/$NGX_OBJS ;;
+esac
 ngx_upstream_cause_target=$NGX_OBJS/upstream_cause
 ngx_upstream_cause_lib=$ngx_upstream_cause_target/release/libngx_http_upstream_cause_module.a
 ngx_upstream_cause_cargo_config=$NGX_OBJS/upstream_cause.cargo.toml
@@ -79,7 +85,7 @@ ngx_upstream_cause_write_config() {
     {
         echo "[env]"
         echo "NGINX_SOURCE_DIR = { value = \"$PWD\", force = true }"
-        echo "NGINX_BUILD_DIR = { value = \"$PWD/$NGX_OBJS\", force = true }"
+        echo "NGINX_BUILD_DIR = { value = \"$ngx_upstream_cause_objs\", force = true }"
         if [ -n "$ngx_upstream_cause_vendor" ]; then
             echo "[source.crates-io]"
             echo "replace-with = \"upstream-cause-vendored\""

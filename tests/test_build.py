@@ -31,10 +31,10 @@ def tree(tmp_path_factory):
     return dst
 
 
-def configure(tree, **env):
+def configure(tree, *args, **env):
     shutil.rmtree(tree / "objs", ignore_errors=True)
     script = "./configure" if (tree / "configure").exists() else "./auto/configure"
-    return subprocess.run([script, "--add-dynamic-module=" + str(ROOT)], cwd=tree,
+    return subprocess.run([script, "--add-dynamic-module=" + str(ROOT), *args], cwd=tree,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
 
 
@@ -67,6 +67,18 @@ def test_configure_writes_the_cargo_rule(tree):
     assert "modules:\tobjs/ngx_http_upstream_cause_module.so" in makefile
     config = Path(tree / "objs/upstream_cause.cargo.toml").read_text()
     assert f'NGINX_BUILD_DIR = {{ value = "{tree}/objs", force = true }}' in config
+
+
+@needs_tree
+def test_configure_with_an_absolute_builddir(tree, tmp_path):
+    """Debian's nginx_mod build system (dh-sequence-nginx) configures the
+    shared tree with --builddir=/abs/path: cargo must bind to that."""
+    build = tmp_path / "obj"
+    r = configure(tree, f"--builddir={build}")
+    assert r.returncode == 0, r.stdout[-2000:]
+    config = (build / "upstream_cause.cargo.toml").read_text()
+    assert f'NGINX_BUILD_DIR = {{ value = "{build}", force = true }}' in config
+    assert f"{build}/upstream_cause/release/libngx_http_upstream_cause_module.a:" in (build / "Makefile").read_text()
 
 
 def refusal(nginx, module, tmp_path):
