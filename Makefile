@@ -1,5 +1,5 @@
 # Shortcuts; the scripts are the source of truth (and install what they need).
-.PHONY: demo test check unittest build clean docker
+.PHONY: demo test check unittest build clean docker deb deb-test
 
 demo:            ## build, start the Go service and nginx, show both 502s told apart
 	bash scripts/demo.sh
@@ -17,8 +17,14 @@ unittest:        ## the pure core's unit tests only
 build:           ## the module, the matching nginx and the Go service, under .work/
 	bash -c 'source scripts/lib.sh && build_all'
 
+deb:             ## Debian packages for bookworm, trixie and sid under dist/ (needs Docker)
+	bash scripts/deb.sh
+
+deb-test:        ## install each package into a clean container of its suite and check it
+	bash scripts/deb-test.sh
+
 clean:
-	rm -rf .work target
+	rm -rf .work target dist
 
 docker:          ## the Docker harness (makes the base image offline, vendors crates)
 	bash scripts/docker-test.sh

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The dockerized integration tests (docker/compose.yaml), as a user runs them,
 # plus what an offline machine needs first: the Debian base images (trixie,
-# sid) made from the package registry (docker/base-image.sh), and the crates
-# vendored on the host (build containers here cannot reach crates.io). Tears
-# everything down whatever happens. Exits non-zero if any scenario fails.
+# sid) made from the package registry (docker/base-image.sh), and the
+# module's packages for trixie and sid (dist/, built by scripts/deb.sh when
+# missing or older than the sources). Tears everything down whatever
+# happens. Exits non-zero if any scenario fails.
 source "$(dirname "$0")/lib.sh"
 
-command -v docker >/dev/null || { echo "docker not found: install Docker Engine with Compose" >&2; exit 1; }
+need_docker "the Docker harness"
 if docker compose version >/dev/null 2>&1; then
     COMPOSE=(docker compose)
 elif command -v docker-compose >/dev/null; then
@@ -25,10 +26,8 @@ bash "$ROOT/docker/base-image.sh" trixie
 bash "$ROOT/docker/base-image.sh" sid
 APT_CHECK_VALID_UNTIL=$(apt_check_valid_until sid)
 export APT_CHECK_VALID_UNTIL
-if command -v cargo >/dev/null; then
-    say "vendoring crates for the image build (cargo vendor)"
-    (cd "$ROOT" && cargo vendor --locked --versioned-dirs --no-delete docker/cargo-vendor >/dev/null)
-fi
+# the module's packages for the two nginx images (dist/trixie, dist/sid)
+ensure_debs trixie sid
 
 down
 say "building the images (${COMPOSE[*]} build)"

@@ -164,8 +164,13 @@ nginx_org_configure_args() {  # prefix
         --http-log-path="$p/logs/access.log" --pid-path="$p/logs/nginx.pid" --lock-path="$p/logs/nginx.lock" \
         --http-client-body-temp-path="$p/cache/client_temp" --http-proxy-temp-path="$p/cache/proxy_temp" \
         --http-fastcgi-temp-path="$p/cache/fastcgi_temp" --http-uwsgi-temp-path="$p/cache/uwsgi_temp" \
-        --http-scgi-temp-path="$p/cache/scgi_temp" \
-        --with-compat --with-file-aio --with-threads --with-http_addition_module \
+        --http-scgi-temp-path="$p/cache/scgi_temp"
+    nginx_org_with_args
+}
+
+# The modules nginx.org's packages build in (pkg-oss's BASE_CONFIGURE_ARGS).
+nginx_org_with_args() {
+    echo --with-compat --with-file-aio --with-threads --with-http_addition_module \
         --with-http_auth_request_module --with-http_dav_module --with-http_flv_module \
         --with-http_gunzip_module --with-http_gzip_static_module --with-http_mp4_module \
         --with-http_random_index_module --with-http_realip_module --with-http_secure_link_module \
@@ -227,4 +232,64 @@ apt_check_valid_until() {  # suite
     else
         echo true
     fi
+}
+
+# Docker, or exactly what is missing (a missing client, or a daemon that does
+# not answer).
+need_docker() {  # what needs it
+    if ! command -v docker >/dev/null; then
+        echo "$1 needs Docker, and \`docker\` is not on PATH: install Docker Engine (Debian: apt-get install docker.io)" >&2
+        return 1
+    fi
+    local err
+    if ! err=$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null); then
+        echo "$1 needs Docker, and the Docker daemon does not answer: ${err%%$'\n'*}" >&2
+        return 1
+    fi
+}
+
+# The crates, vendored on the host for the builds in containers (they cannot
+# reach crates.io here). Without cargo on the host, what is there is used.
+vendor_crates() {
+    if command -v cargo >/dev/null; then
+        say "vendoring crates for the container builds (cargo vendor)"
+        (cd "$ROOT" && cargo vendor --locked --versioned-dirs --no-delete docker/cargo-vendor) \
+            >"$WORK/vendor.log" 2>&1 || { cat "$WORK/vendor.log" >&2; return 1; }
+    fi
+}
+
+# Builds an image quietly; on failure shows the end of the log.
+docker_build() {  # log name, then docker build arguments
+    local log="$WORK/$1.log"
+    shift
+    DOCKER_BUILDKIT=0 docker build "$@" >"$log" 2>&1 || {
+        tail -40 "$log" >&2
+        echo "image build failed (whole log: $log)" >&2
+        return 1
+    }
+}
+
+# The Debian suites the package is built for, with the version of each.
+DEB_SUITES=(bookworm trixie sid)
+# What the package is built from: the module's sources, its build glue, the
+# packaging and the docs it installs.
+DEB_SOURCES=(Cargo.toml Cargo.lock build.rs config config.make auto core src debian README.md docs
+    docker/deb/build.sh)
+deb_version() {  # suite
+    local v
+    v=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)
+    echo "$v+$1"
+}
+
+# Makes the packages of the suites given (scripts/deb.sh), unless dist/ has
+# one newer than everything it is built from.
+ensure_debs() {  # suite...
+    local stale=() s deb
+    for s in "$@"; do
+        deb=$(ls -t "$ROOT/dist/$s"/libnginx-mod-http-upstream-cause_*.deb 2>/dev/null | head -1 || true)
+        if [ -z "$deb" ] || [ -n "$(cd "$ROOT" && find "${DEB_SOURCES[@]}" -newer "$deb" -print -quit)" ]; then
+            stale+=("$s")
+        fi
+    done
+    [ ${#stale[@]} -eq 0 ] || bash "$ROOT/scripts/deb.sh" "${stale[@]}"
 }

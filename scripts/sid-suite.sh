@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The whole integration suite (tests/) against Debian sid's own nginx (1.30),
 # in a sid container: the Docker harness's nginx-sid image (sid's nginx
-# package, the module built against sid's nginx-dev with sid's rustc), plus
+# package and the module's sid package, built against sid's nginx-dev with
+# sid's rustc), plus
 # the tests' packages (docker/sid-suite/Dockerfile), then pytest inside the
 # container with nginx, the Go service and the upstreams on its loopback.
 # Exits non-zero if any test fails (or a build does).
 #
 # Like scripts/docker-test.sh it first makes what an offline machine needs:
-# the base image debian:sid-slim (docker/base-image.sh sid) and the crates
-# vendored on the host (build containers here cannot reach crates.io). After
-# scripts/docker-test.sh, the nginx-sid image comes from Docker's cache.
+# the base image debian:sid-slim (docker/base-image.sh sid) and the module's
+# sid package (dist/sid, built by scripts/deb.sh when missing or stale).
+# After scripts/docker-test.sh, the nginx-sid image comes from Docker's cache.
 #
 # Arguments go to pytest (bash scripts/sid-suite.sh -k taxonomy -x).
 # SID_SUITE_TIMEOUT bounds the run, in seconds (default 1800).
@@ -20,33 +21,21 @@ IMAGE=ngx-upstream-cause/sid-suite
 TIMEOUT=${SID_SUITE_TIMEOUT:-1800}
 NAME=ngx-upstream-cause-sid-suite-$$
 
-command -v docker >/dev/null || { echo "docker not found: install Docker Engine" >&2; exit 1; }
+need_docker "the sid suite"
 
 start=$(date +%s)
 bash "$ROOT/docker/base-image.sh" sid
 valid_until=$(apt_check_valid_until sid)
-if command -v cargo >/dev/null; then
-    say "vendoring crates for the image build (cargo vendor)"
-    (cd "$ROOT" && cargo vendor --locked --versioned-dirs --no-delete docker/cargo-vendor >/dev/null)
-fi
+ensure_debs sid
 
-build() {  # log name, then docker build arguments
-    local log="$WORK/$1.log"
-    shift
-    DOCKER_BUILDKIT=0 docker build "$@" >"$log" 2>&1 || {
-        tail -40 "$log" >&2
-        echo "image build failed (whole log: $log)" >&2
-        return 1
-    }
-}
 say "building $NGINX_IMAGE (docker/nginx/Dockerfile, SUITE=sid) and $IMAGE"
 built_start=$(date +%s)
 # the same arguments as docker/compose.yaml's nginx-sid, so either build
 # reuses the other's layers
-build sid-nginx-build --build-arg SUITE=sid --build-arg NGINX_CONF=nginx-conf/docker-h2.conf \
+docker_build sid-nginx-build --build-arg SUITE=sid --build-arg NGINX_CONF=nginx-conf/docker-h2.conf \
     --build-arg APT_CHECK_VALID_UNTIL="$valid_until" \
     -f "$ROOT/docker/nginx/Dockerfile" -t "$NGINX_IMAGE" "$ROOT"
-build sid-suite-build --build-arg NGINX_IMAGE="$NGINX_IMAGE" \
+docker_build sid-suite-build --build-arg NGINX_IMAGE="$NGINX_IMAGE" \
     -f "$ROOT/docker/sid-suite/Dockerfile" -t "$IMAGE" "$ROOT"
 say "images built in $(($(date +%s) - built_start)) s: $(docker run --rm "$IMAGE" /usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
 

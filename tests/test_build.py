@@ -5,7 +5,7 @@ the nginx-org mode). A module built for another nginx version
 (OTHER_VERSION_MODULE, the distro mode: the vendored 1.28.3 build) is
 refused by nginx with its own message, and so is the module in the same
 version configured without --with-compat (NOCOMPAT_NGINX, the nginx-org
-mode)."""
+mode). `make deb` without Docker says what is missing."""
 import os
 import re
 import shutil
@@ -79,6 +79,26 @@ def test_configure_with_an_absolute_builddir(tree, tmp_path):
     config = (build / "upstream_cause.cargo.toml").read_text()
     assert f'NGINX_BUILD_DIR = {{ value = "{build}", force = true }}' in config
     assert f"{build}/upstream_cause/release/libngx_http_upstream_cause_module.a:" in (build / "Makefile").read_text()
+
+
+@pytest.mark.skipif(not (ROOT / "scripts/deb.sh").exists(), reason="no checkout scripts here")
+def test_make_deb_without_docker_says_what_is_missing(tmp_path):
+    """`make deb` on a machine without Docker: a PATH with every command of
+    this one but docker."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for d in os.environ["PATH"].split(":"):
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            if not name.startswith("docker") and not (bin_dir / name).exists():
+                (bin_dir / name).symlink_to(os.path.join(d, name))
+    r = subprocess.run(["make", "-s", "deb"], cwd=ROOT, env={**os.environ, "PATH": str(bin_dir)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert r.stderr.splitlines()[0] == ("make deb needs Docker, and `docker` is not on PATH: "
+                                        "install Docker Engine (Debian: apt-get install docker.io)"), r.stderr
+    assert not (ROOT / "dist/none").exists()
 
 
 def refusal(nginx, module, tmp_path):

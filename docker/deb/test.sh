@@ -1,0 +1,98 @@
+#!/bin/bash
+# Runs in a clean debian:SUITE-slim container (scripts/deb-test.sh copies
+# this script and the packages to /pkg): what a user does with the package,
+# printed as a transcript, with a check after each step.
+#
+#   test.sh install PACKAGE.deb   install it with apt (which pulls the
+#       suite's own nginx), nginx -t, a request to a refused upstream gets
+#       its cause header and the enriched line, apt-get remove leaves a
+#       working nginx
+#   test.sh refuse PACKAGE.deb ABI   apt must refuse it, naming the ABI
+set -uo pipefail
+export DEBIAN_FRONTEND=noninteractive
+mode=$1 deb=/pkg/$2
+fail() { echo "FAILED: $*"; exit 1; }
+step() { printf '\n# %s\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+# GET on the container's loopback; prints the response head
+get() {  # port, path
+    local resp
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    shift
+    printf 'GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$1" >&3
+    resp=$(cat <&3)
+    exec 3>&-
+    printf '%s\n' "$resp" | tr -d '\r' | sed '/^$/q'
+}
+
+# Services do not start while packages install (no init here): the script
+# starts nginx itself.
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+# false when the mirror's Release is past its Valid-Until (sid's lasts a week)
+printf 'Acquire::Check-Valid-Until "%s";\n' "${APT_CHECK_VALID_UNTIL:-true}" >/etc/apt/apt.conf.d/99valid-until
+apt-get update -qq || fail "apt-get update"
+
+if [ "$mode" = refuse ]; then
+    abi=$3
+    step "a package built for another nginx"
+    out=$(apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "$deb" 2>&1)
+    rc=$?
+    printf '$ apt-get install -y %s\n%s\n' "$deb" "$out"
+    [ "$rc" != 0 ] || fail "apt installed it"
+    grep -q "Depends: $abi but it is not installable" <<<"$out" \
+        || fail "apt's refusal does not name $abi"
+    echo "OK: refused ($abi is not installable here)"
+    exit 0
+fi
+
+step "install"
+run apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "$deb" || fail "apt-get install"
+run ls -l /etc/nginx/modules-enabled/
+link=/etc/nginx/modules-enabled/50-mod-http-upstream-cause.conf
+[ "$(readlink "$link")" = /usr/share/nginx/modules-available/mod-http-upstream-cause.conf ] \
+    || fail "$link is not the modules-available link"
+run cat "$link"
+run ls /usr/lib/nginx/modules/ /usr/share/doc/libnginx-mod-http-upstream-cause/
+[ -f /usr/share/doc/libnginx-mod-http-upstream-cause/reference.md.gz ] || fail "no reference in /usr/share/doc"
+
+step "a site whose upstream refuses connections (nothing listens on 127.0.0.1:9)"
+cat >/etc/nginx/conf.d/upstream-cause.conf <<'CONF'
+upstream_cause_header X-Upstream-Cause;
+server {
+    listen 127.0.0.1:8080;
+    location / {
+        proxy_pass http://127.0.0.1:9;
+    }
+}
+CONF
+run cat /etc/nginx/conf.d/upstream-cause.conf
+run nginx -t || fail "nginx -t with the module"
+run nginx || fail "nginx did not start"
+printf '$ GET /checkout\n'
+head=$(get 8080 /checkout) || fail "no answer from nginx"
+printf '%s\n' "$head"
+grep -q '^HTTP/1.1 502 ' <<<"$head" || fail "not a 502"
+grep -q '^X-Upstream-Cause: connect_refused$' <<<"$head" || fail "no cause header"
+sleep 0.2
+printf '$ grep upstream_cause= /var/log/nginx/error.log\n'
+grep 'upstream_cause=' /var/log/nginx/error.log || fail "no enriched line"
+grep -q 'upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:9 ' /var/log/nginx/error.log \
+    || fail "the enriched line is not the expected one"
+
+step "remove (the module's directives go first, as for any module)"
+run nginx -s quit
+for _ in $(seq 50); do [ -e /run/nginx.pid ] || break; sleep 0.1; done
+run rm /etc/nginx/conf.d/upstream-cause.conf
+run apt-get remove -y -o Dpkg::Use-Pty=0 libnginx-mod-http-upstream-cause || fail "apt-get remove"
+run ls -l /etc/nginx/modules-enabled/
+[ -e "$link" ] && fail "$link is still there"
+[ -e /usr/lib/nginx/modules/ngx_http_upstream_cause_module.so ] && fail "the .so is still there"
+run nginx -t || fail "nginx -t after the removal"
+run nginx || fail "nginx did not start after the removal"
+printf '$ GET / (the default site, port 80)\n'
+head=$(get 80 /) || fail "no answer from nginx after the removal"
+printf '%s\n' "$head"
+grep -q '^HTTP/1.1 200 ' <<<"$head" || fail "the default site does not answer 200"
+run nginx -s quit
+echo "OK"
