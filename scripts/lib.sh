@@ -168,6 +168,20 @@ nginx_org_configure_args() {  # prefix
     nginx_org_with_args
 }
 
+# nginx.org's packages' own paths and user (pkg-oss), for the stand-in of
+# the official image (scripts/official-image-test.sh).
+nginx_org_package_configure_args() {
+    echo --prefix=/etc/nginx --sbin-path=/usr/sbin/nginx --modules-path=/usr/lib/nginx/modules \
+        --conf-path=/etc/nginx/nginx.conf --error-log-path=/var/log/nginx/error.log \
+        --http-log-path=/var/log/nginx/access.log --pid-path=/run/nginx.pid --lock-path=/run/nginx.lock \
+        --http-client-body-temp-path=/var/cache/nginx/client_temp \
+        --http-proxy-temp-path=/var/cache/nginx/proxy_temp \
+        --http-fastcgi-temp-path=/var/cache/nginx/fastcgi_temp \
+        --http-uwsgi-temp-path=/var/cache/nginx/uwsgi_temp \
+        --http-scgi-temp-path=/var/cache/nginx/scgi_temp --user=nginx --group=nginx
+    nginx_org_with_args
+}
+
 # The modules nginx.org's packages build in (pkg-oss's BASE_CONFIGURE_ARGS).
 nginx_org_with_args() {
     echo --with-compat --with-file-aio --with-threads --with-http_addition_module \
