@@ -17,28 +17,33 @@ suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=("${DEB_SUITES[@]}")
 need_docker "make deb"
 vendor_crates
-[ -f "$ROOT/docker/cargo-vendor/ngx-0.5.1/Cargo.toml" ] || {
-    echo "make deb needs the crates vendored in docker/cargo-vendor (cargo vendor, run by this script when cargo is on PATH), and cargo is not" >&2
-    exit 1
-}
+# the vendored crates go in as the checkout's vendor/ (config then builds
+# offline); without cargo on the host to vendor them, cargo in the container
+# fetches them from crates.io
+VENDOR=()
+if compgen -G "$ROOT/docker/cargo-vendor/*/Cargo.toml" >/dev/null; then
+    VENDOR=(docker/cargo-vendor)
+else
+    say "no cargo here to vendor the crates: the builds fetch them from crates.io"
+fi
 
-build_suite() {  # suite
+build_suite() {  # suite, the pid of its build_image
     local suite=$1 version cid start rc=0 out="$ROOT/dist/$1"
     version=$(deb_version "$suite")
     start=$(date +%s)
-    bash "$ROOT/docker/base-image.sh" "$suite"
-    say "$suite: build environment (docker/deb/Dockerfile)"
-    docker_build "deb-image-$suite" --build-arg SUITE="$suite" \
-        --build-arg APT_CHECK_VALID_UNTIL="$(apt_check_valid_until "$suite")" \
-        -t "ngx-upstream-cause/deb-build:$suite" -f "$ROOT/docker/deb/Dockerfile" "$ROOT/debian"
-    say "$suite: dpkg-buildpackage ($version)"
+    wait "$2" || {
+        tail -20 "$WORK/deb-base-$suite.log" >&2
+        echo "$suite: no build environment (logs: $WORK/deb-base-$suite.log, $WORK/deb-image-$suite.log)" >&2
+        return 1
+    }
+    say "$suite: dpkg-buildpackage ($version; its build environment was ready $(($(date +%s) - T0)) s after the start)"
     cid=$(docker create "ngx-upstream-cause/deb-build:$suite" \
         bash /build/ngx-upstream-cause/docker/deb/build.sh "$suite" "$version")
-    # the source tree with the vendored crates as vendor/
+    # the source tree, with the vendored crates as vendor/
     tar -C "$ROOT" -c --transform 's,^,build/ngx-upstream-cause/,' \
         --transform 's,^build/ngx-upstream-cause/docker/cargo-vendor,build/ngx-upstream-cause/vendor,' \
         --exclude='docker/cargo-vendor/README.md' \
-        "${DEB_SOURCES[@]}" docker/cargo-vendor | docker cp - "$cid:/"
+        "${DEB_SOURCES[@]}" "${VENDOR[@]}" | docker cp - "$cid:/"
     docker start -a "$cid" >"$WORK/deb-$suite.log" 2>&1 || rc=$?
     if [ "$rc" = 0 ]; then
         rm -rf "$out" && mkdir -p "$out"
@@ -57,6 +62,18 @@ build_suite() {  # suite
     say "$suite: ${deb#"$ROOT"/} ($(($(stat -c %s "$deb") / 1024)) KiB) in $(($(date +%s) - start)) s$depends"
 }
 
+# The build environments are mostly downloads and unpacking: all of them are
+# made at once, in the background, while the packages build one after the
+# other (each is CPU-bound), each as soon as its environment is ready.
+T0=$(date +%s)
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+declare -A image_pid
 for suite in "${suites[@]}"; do
-    build_suite "$suite"
+    say "$suite: build environment (docker/deb/Dockerfile), in the background"
+    deb_build_image "$suite" >"$WORK/deb-base-$suite.log" 2>&1 &
+    image_pid[$suite]=$!
 done
+for suite in "${suites[@]}"; do
+    build_suite "$suite" "${image_pid[$suite]}"
+done
+say "packages: $(($(date +%s) - T0)) s"
