@@ -295,6 +295,15 @@ deb_version() {  # suite
     echo "$v+$1"
 }
 
+# A suite's base image, then its package build environment
+# (docker/deb/Dockerfile).
+deb_build_image() {  # suite
+    bash "$ROOT/docker/base-image.sh" "$1"
+    docker_build "deb-image-$1" --build-arg SUITE="$1" \
+        --build-arg APT_CHECK_VALID_UNTIL="$(apt_check_valid_until "$1")" \
+        -t "ngx-upstream-cause/deb-build:$1" -f "$ROOT/docker/deb/Dockerfile" "$ROOT/debian"
+}
+
 # Makes the packages of the suites given (scripts/deb.sh), unless dist/ has
 # one newer than everything it is built from.
 ensure_debs() {  # suite...

@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # The whole integration suite (tests/) against Debian sid's own nginx (1.30),
-# in a sid container: the Docker harness's nginx-sid image (sid's nginx
-# package and the module's sid package, built against sid's nginx-dev with
-# sid's rustc), plus
+# in a sid container: sid's nginx package and the module's sid package, plus
 # the tests' packages (docker/sid-suite/Dockerfile), then pytest inside the
 # container with nginx, the Go service and the upstreams on its loopback.
 # Exits non-zero if any test fails (or a build does).
@@ -10,13 +8,11 @@
 # Like scripts/docker-test.sh it first makes what an offline machine needs:
 # the base image debian:sid-slim (docker/base-image.sh sid) and the module's
 # sid package (dist/sid, built by scripts/deb.sh when missing or stale).
-# After scripts/docker-test.sh, the nginx-sid image comes from Docker's cache.
 #
 # Arguments go to pytest (bash scripts/sid-suite.sh -k taxonomy -x).
 # SID_SUITE_TIMEOUT bounds the run, in seconds (default 1800).
 source "$(dirname "$0")/lib.sh"
 
-NGINX_IMAGE=ngx-upstream-cause/nginx-sid
 IMAGE=ngx-upstream-cause/sid-suite
 TIMEOUT=${SID_SUITE_TIMEOUT:-1800}
 NAME=ngx-upstream-cause-sid-suite-$$
@@ -28,16 +24,11 @@ bash "$ROOT/docker/base-image.sh" sid
 valid_until=$(apt_check_valid_until sid)
 ensure_debs sid
 
-say "building $NGINX_IMAGE (docker/nginx/Dockerfile, SUITE=sid) and $IMAGE"
+say "building $IMAGE (docker/sid-suite/Dockerfile)"
 built_start=$(date +%s)
-# the same arguments as docker/compose.yaml's nginx-sid, so either build
-# reuses the other's layers
-docker_build sid-nginx-build --build-arg SUITE=sid --build-arg NGINX_CONF=nginx-conf/docker-h2.conf \
-    --build-arg APT_CHECK_VALID_UNTIL="$valid_until" \
-    -f "$ROOT/docker/nginx/Dockerfile" -t "$NGINX_IMAGE" "$ROOT"
-docker_build sid-suite-build --build-arg NGINX_IMAGE="$NGINX_IMAGE" \
+docker_build sid-suite-build --build-arg APT_CHECK_VALID_UNTIL="$valid_until" \
     -f "$ROOT/docker/sid-suite/Dockerfile" -t "$IMAGE" "$ROOT"
-say "images built in $(($(date +%s) - built_start)) s: $(docker run --rm "$IMAGE" /usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
+say "image built in $(($(date +%s) - built_start)) s: $(docker run --rm "$IMAGE" /usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
 
 # The run: only the container's loopback (--network none), as root in the
 # container; NET_ADMIN for the veth pair and its addresses, SYS_ADMIN for
