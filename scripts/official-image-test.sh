@@ -11,6 +11,8 @@
 #   host's network for that), the crates vendored as vendor/ in the context;
 # - the result: nginx -t (the recipe's last step), then a request to a
 #   refused upstream gets its cause header and enriched line.
+#
+# --standin-only: makes the stand-in and stops (scripts/warm-images.sh).
 source "$(dirname "$0")/lib.sh"
 
 need_docker "the official-image test"
@@ -34,6 +36,7 @@ bash "$ROOT/docker/base-image.sh" bookworm
 say "the stand-in for nginx:$version (docker/official-image/test/Dockerfile.standin)"
 docker_build official-standin --build-arg NGINX_VERSION="$version" -t "$STANDIN:$version" \
     -f "$ROOT/docker/official-image/test/Dockerfile.standin" "$dir/standin"
+[ "${1:-}" = --standin-only ] && exit 0
 
 # the checkout as a user has it, with vendor/
 tar -C "$ROOT" -c "${DEB_SOURCES[@]}" docker/official-image .dockerignore | tar -C "$dir/context" -x
