@@ -10,7 +10,8 @@
 #   tarball served on 127.0.0.1 (NGINX_SOURCE_URL; the build runs with the
 #   host's network for that), the crates vendored as vendor/ in the context;
 # - the result: nginx -t (the recipe's last step), then a request to a
-#   refused upstream gets its cause header and enriched line.
+#   refused upstream gets its cause header and enriched line (the packages'
+#   check, docker/deb/test.sh site).
 #
 # --standin-only: makes the stand-in and stops (scripts/warm-images.sh).
 source "$(dirname "$0")/lib.sh"
@@ -55,24 +56,8 @@ docker_build official-example --network host --build-arg NGINX_IMAGE="$STANDIN:$
     -t "$IMAGE" -f "$dir/context/docker/official-image/Dockerfile" "$dir/context"
 grep -q 'GET /nginx-' "$dir/http.log" || { echo "the recipe did not download the tarball from NGINX_SOURCE_URL" >&2; exit 1; }
 
-say "the image: a refused upstream"
-cid=$(docker run -d --network none "$IMAGE" bash -c '
-    printf "%s\n" "upstream_cause_header X-Upstream-Cause;" \
-        "server { listen 127.0.0.1:8080; location / { proxy_pass http://127.0.0.1:9; } }" \
-        >/etc/nginx/conf.d/upstream-cause.conf
-    exec nginx -g "daemon off;"')
-out=$(docker exec "$cid" bash -c '
-    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.1; done
-    head -1 /etc/nginx/nginx.conf
-    nginx -V 2>&1 | head -1
-    exec 3<>/dev/tcp/127.0.0.1/8080
-    printf "GET /checkout HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3
-    cat <&3 | tr -d "\r" | sed "/^\$/q"
-    sleep 0.2
-    grep "upstream_cause=" /var/log/nginx/error.log')
-printf '%s\n' "$out"
-grep -q '^HTTP/1.1 502 ' <<<"$out" || { echo "FAILED: not a 502" >&2; exit 1; }
-grep -q '^X-Upstream-Cause: connect_refused$' <<<"$out" || { echo "FAILED: no cause header" >&2; exit 1; }
-grep -q 'upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:9 ' <<<"$out" \
-    || { echo "FAILED: no enriched line" >&2; exit 1; }
+say "the image: a refused upstream (docker/deb/test.sh site)"
+cid=$(docker create --network none "$IMAGE" bash /pkg/test.sh site)
+tar -c --transform 's,^,pkg/,' -C "$ROOT/docker/deb" test.sh | docker cp - "$cid:/"
+docker start -a "$cid"
 say "official-image recipe: passed in $(($(date +%s) - start)) s"

@@ -1,16 +1,19 @@
 #!/bin/bash
 # Runs in a clean debian:SUITE-slim container (scripts/deb-test.sh copies
 # this script and the packages to /pkg): what a user does with the package,
-# printed as a transcript, with a check after each step.
+# printed as a transcript, with a check after each step. Also run in the
+# official image's recipe's result (scripts/official-image-test.sh).
 #
 #   test.sh install PACKAGE.deb   install it with apt (which pulls the
 #       suite's own nginx), nginx -t, a request to a refused upstream gets
 #       its cause header and the enriched line, apt-get remove leaves a
 #       working nginx
 #   test.sh refuse PACKAGE.deb ABI   apt must refuse it, naming the ABI
+#   test.sh site   in an nginx that has the module loaded: the refused
+#       upstream's check alone
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
-mode=$1 deb=/pkg/$2
+mode=$1 deb=/pkg/${2:-}
 fail() { echo "FAILED: $*"; exit 1; }
 step() { printf '\n# %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -25,6 +28,41 @@ get() {  # port, path
     exec 3>&-
     printf '%s\n' "$resp" | tr -d '\r' | sed '/^$/q'
 }
+
+# A site whose upstream refuses connections: nginx -t, nginx started, the
+# 502 with its cause header and the enriched line.
+site_check() {
+    step "a site whose upstream refuses connections (nothing listens on 127.0.0.1:9)"
+    cat >/etc/nginx/conf.d/upstream-cause.conf <<'CONF'
+upstream_cause_header X-Upstream-Cause;
+server {
+    listen 127.0.0.1:8080;
+    location / {
+        proxy_pass http://127.0.0.1:9;
+    }
+}
+CONF
+    run cat /etc/nginx/conf.d/upstream-cause.conf
+    run nginx -t || fail "nginx -t with the module"
+    run nginx || fail "nginx did not start"
+    printf '$ GET /checkout\n'
+    head=$(get 8080 /checkout) || fail "no answer from nginx"
+    printf '%s\n' "$head"
+    grep -q '^HTTP/1.1 502 ' <<<"$head" || fail "not a 502"
+    grep -q '^X-Upstream-Cause: connect_refused$' <<<"$head" || fail "no cause header"
+    sleep 0.2
+    printf '$ grep upstream_cause= /var/log/nginx/error.log\n'
+    grep 'upstream_cause=' /var/log/nginx/error.log || fail "no enriched line"
+    grep -q 'upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:9 ' /var/log/nginx/error.log \
+        || fail "the enriched line is not the expected one"
+}
+
+if [ "$mode" = site ]; then
+    site_check
+    run nginx -s quit
+    echo "OK"
+    exit 0
+fi
 
 # Services do not start while packages install (no init here): the script
 # starts nginx itself.
@@ -55,30 +93,7 @@ link=/etc/nginx/modules-enabled/50-mod-http-upstream-cause.conf
 run cat "$link"
 run ls /usr/lib/nginx/modules/ /usr/share/doc/libnginx-mod-http-upstream-cause/
 [ -f /usr/share/doc/libnginx-mod-http-upstream-cause/reference.md.gz ] || fail "no reference in /usr/share/doc"
-
-step "a site whose upstream refuses connections (nothing listens on 127.0.0.1:9)"
-cat >/etc/nginx/conf.d/upstream-cause.conf <<'CONF'
-upstream_cause_header X-Upstream-Cause;
-server {
-    listen 127.0.0.1:8080;
-    location / {
-        proxy_pass http://127.0.0.1:9;
-    }
-}
-CONF
-run cat /etc/nginx/conf.d/upstream-cause.conf
-run nginx -t || fail "nginx -t with the module"
-run nginx || fail "nginx did not start"
-printf '$ GET /checkout\n'
-head=$(get 8080 /checkout) || fail "no answer from nginx"
-printf '%s\n' "$head"
-grep -q '^HTTP/1.1 502 ' <<<"$head" || fail "not a 502"
-grep -q '^X-Upstream-Cause: connect_refused$' <<<"$head" || fail "no cause header"
-sleep 0.2
-printf '$ grep upstream_cause= /var/log/nginx/error.log\n'
-grep 'upstream_cause=' /var/log/nginx/error.log || fail "no enriched line"
-grep -q 'upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:9 ' /var/log/nginx/error.log \
-    || fail "the enriched line is not the expected one"
+site_check
 
 step "remove (the module's directives go first, as for any module)"
 run nginx -s quit
