@@ -72,9 +72,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Sockets bound (never listening) for the whole session: their ports refuse
+# connects, and no later free_port() (nginx's own listen port among them) can
+# be given one of them. A port merely found free once could become nginx's
+# listen port later in the test, and a request "to a dead port" would then
+# be proxied to nginx itself, recursively.
+_DEAD = []
+
+
 def dead_port():
-    """A loopback port nothing listens on (connects are refused)."""
-    return free_port()
+    """A loopback port nothing listens on (connects are refused), reserved
+    for the rest of the session."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _DEAD.append(s)
+    return s.getsockname()[1]
 
 
 def wait_port(port, timeout=10.0, proc=None):
