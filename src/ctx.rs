@@ -5,9 +5,18 @@
 //! `r->ctx` is empty we find it again by scanning the pool's cleanups for
 //! our handler and our request. Subrequests share the pool, hence the
 //! stored `r`.
+//!
+//! One owner at a time: the context sits in a `RefCell`, and every access
+//! borrows it for no longer than the request reference it was found from.
+//! Writers ([`get`], [`get_or_create`]) take it with `try_borrow_mut`, so a
+//! call that re-enters while another holds it (a pool allocation that logs
+//! runs the tap, which asks for the same context) gets nothing instead of a
+//! second `&mut` to the same object.
 
-use core::cell::{Cell, UnsafeCell};
+use core::alloc::Layout;
+use core::cell::{Cell, Ref, RefCell, RefMut, UnsafeCell};
 use core::ffi::c_void;
+use core::ops::Deref;
 use core::ptr;
 
 use ngx::ffi::{
@@ -96,7 +105,7 @@ impl Records {
 /// failure signal arrives. (Read only by the assertions in lib.rs, which
 /// rustc 1.85's dead-code lint does not count as a use.)
 #[allow(dead_code)]
-pub const CTX_BYTES: usize = core::mem::size_of::<Ctx>() + core::mem::size_of::<ngx_pool_cleanup_t>();
+pub const CTX_BYTES: usize = core::mem::size_of::<Slot>() + core::mem::size_of::<ngx_pool_cleanup_t>();
 /// Bytes taken once an attempt fails (the records).
 #[allow(dead_code)]
 pub const RECORDS_BYTES: usize = core::mem::size_of::<Records>();
@@ -111,12 +120,23 @@ pub struct Ctx {
     cached: bool,
 }
 
+/// What our pool cleanup's data holds: the owner (read to find the context
+/// of a request after an internal redirect, also while the context is
+/// borrowed), and the context.
+struct Slot {
+    r: *mut ngx_http_request_t,
+    cell: RefCell<Ctx>,
+}
+
 /// Records a worker keeps for reuse: when a failed request's pool is
 /// destroyed its records return here, so the next failure takes them
 /// instead of 1.3 KB of its own pool (which, late in a request, usually
 /// means a new pool block: a malloc and a free per failed request). At
-/// most `CACHED` records per worker are made this way, from the cycle pool;
-/// beyond that (more failing requests at once) a request uses its own pool.
+/// most `CACHED` records per process are made this way, by the process's
+/// allocator, and never freed: the cache is a static, and so is what it
+/// holds (not the cycle pool, which a new cycle frees: in single-process
+/// mode a reload would leave the cache pointing into freed memory). Beyond
+/// that (more failing requests at once) a request uses its own pool.
 const CACHED: usize = 32;
 
 struct Cache {
@@ -146,13 +166,8 @@ impl Cache {
         if self.made.get() == CACHED {
             return ptr::null_mut();
         }
-        // SAFETY: the worker's live cycle; its pool lasts as long as the worker.
-        let Some(cycle) = (unsafe { ngx::ffi::ngx_cycle.as_ref() }) else {
-            return ptr::null_mut();
-        };
-        // SAFETY: the cycle's pool.
-        let pool = unsafe { ngx::core::Pool::from_ngx_pool(cycle.pool) };
-        let p = pool.alloc(core::mem::size_of::<Records>()).cast::<Records>();
+        // SAFETY: Records has a non-zero size; null on failure (no abort).
+        let p = unsafe { std::alloc::alloc(Layout::new::<Records>()) }.cast::<Records>();
         if !p.is_null() {
             self.made.set(self.made.get() + 1);
         }
@@ -172,12 +187,15 @@ impl Cache {
 }
 
 /// Our pool cleanup: returns cached records to the worker's cache; its
-/// address marks the cleanup whose data is a Ctx.
+/// address marks the cleanup whose data is a [`Slot`].
 unsafe extern "C" fn cleanup(data: *mut c_void) {
-    // SAFETY: nginx calls this with the data of our cleanup, a Ctx, while
+    // SAFETY: nginx calls this with the data of our cleanup, a Slot, while
     // the pool (and the records, if from the request pool) still exist;
     // nothing reads the context after its pool is being destroyed.
-    let Some(ctx) = (unsafe { data.cast::<Ctx>().as_mut() }) else {
+    let Some(slot) = (unsafe { data.cast::<Slot>().as_ref() }) else {
+        return;
+    };
+    let Ok(mut ctx) = slot.cell.try_borrow_mut() else {
         return;
     };
     if ctx.cached && !ctx.records.is_null() {
@@ -186,25 +204,53 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
     }
 }
 
-/// What there is to read about the request: its context if it has one,
-/// else nginx's own upstream states alone.
-pub fn view(r: *mut ngx_http_request_t) -> Ctx {
-    Ctx {
-        r,
-        records: get(r).map_or(ptr::null_mut(), |c| c.records),
-        cached: false,
+/// What the variables, the header and the log line read: the request's
+/// context, borrowed for as long as the request is, or, for a request
+/// without one, a bare context over nginx's own upstream states.
+pub enum View<'r> {
+    Held(Ref<'r, Ctx>),
+    Bare(Ctx),
+}
+
+impl Deref for View<'_> {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        match self {
+            View::Held(c) => c,
+            View::Bare(c) => c,
+        }
     }
 }
 
+/// What there is to read about the request: its context if it has one,
+/// else nginx's own upstream states alone.
+pub fn view(r: &ngx_http_request_t) -> View<'_> {
+    match cell(r).and_then(|c| c.try_borrow().ok()) {
+        Some(c) => View::Held(c),
+        None => View::Bare(Ctx {
+            r: ptr::from_ref(r).cast_mut(),
+            records: ptr::null_mut(),
+            cached: false,
+        }),
+    }
+}
+
+/// The request's context, for as long as `r` is borrowed; `None` when it
+/// has none, or when another caller holds it (a re-entrant call).
+pub fn get(r: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
+    cell(r)?.try_borrow_mut().ok()
+}
+
 /// Finds the request's context, also after an internal redirect.
-pub fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
-    // SAFETY: r is a live request handed to us by nginx.
-    let req = unsafe { r.as_mut()? };
-    // SAFETY: `r->ctx` has one slot per HTTP module; ours holds a Ctx or null.
-    let fast = unsafe { *req.ctx.add(crate::ctx_index()) }.cast::<Ctx>();
-    // SAFETY: a non-null slot was set by us to a Ctx in the request pool.
-    if let Some(ctx) = unsafe { fast.as_mut() } {
-        return Some(ctx);
+fn cell(req: &ngx_http_request_t) -> Option<&RefCell<Ctx>> {
+    let r = ptr::from_ref(req).cast_mut();
+    // SAFETY: `r->ctx` has one slot per HTTP module; ours holds our Slot
+    // or null.
+    let fast = unsafe { *req.ctx.add(crate::ctx_index()) }.cast::<Slot>();
+    // SAFETY: a non-null slot was set by us to the Slot in the request
+    // pool, which outlives the request reference.
+    if let Some(slot) = unsafe { fast.as_ref() } {
+        return Some(&slot.cell);
     }
     // nginx zeroes `r->ctx` only in internal redirects and named locations
     // (which set `internal`, as every subrequest has it) and in
@@ -217,12 +263,13 @@ pub fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     let mut cln = unsafe { (*req.pool).cleanup };
     while let Some(c) = unsafe { cln.as_ref() } {
         if c.handler.map(|h| h as usize) == Some(cleanup as *const () as usize) {
-            // SAFETY: our handler's data is always a Ctx.
-            let ctx = unsafe { &mut *c.data.cast::<Ctx>() };
-            if ctx.r == r {
+            // SAFETY: our handler's data is always a Slot, in the request
+            // pool.
+            let slot = unsafe { &*c.data.cast::<Slot>() };
+            if slot.r == r {
                 // SAFETY: caching the pointer back into our r->ctx slot.
                 unsafe { *req.ctx.add(crate::ctx_index()) = c.data };
-                return Some(ctx);
+                return Some(&slot.cell);
             }
         }
         cln = c.next;
@@ -230,29 +277,43 @@ pub fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     None
 }
 
-/// Finds or creates the request's context.
-pub fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
-    if let Some(ctx) = get(r) {
-        return Some(ctx);
+/// Finds or creates the request's context; `None` when another caller
+/// holds it (a re-entrant call) or on allocation failure.
+pub fn get_or_create(req: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
+    if let Some(cell) = cell(req) {
+        return cell.try_borrow_mut().ok();
     }
-    // SAFETY: r is a live request; its pool outlives every use of the Ctx
-    // (the cleanup runs when the pool is destroyed).
+    let r = ptr::from_ref(req).cast_mut();
+    // The pool may log if it fails: the tap must not hear it half made.
+    let cln: *mut ngx_pool_cleanup_t = crate::tap::suspended(|| {
+        // SAFETY: the request's live pool.
+        unsafe { ngx_pool_cleanup_add(req.pool, core::mem::size_of::<Slot>()) }
+    });
+    // SAFETY: null, or a cleanup nginx just added to the request pool.
+    let cln = unsafe { cln.as_mut()? };
+    let data = cln.data.cast::<Slot>();
+    // SAFETY: the cleanup's data: fresh pool memory of the right size,
+    // aligned (NGX_ALIGNMENT, asserted below); the pool outlives every use
+    // (the cleanup runs when it is destroyed).
     unsafe {
-        let cln: *mut ngx_pool_cleanup_t = ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<Ctx>());
-        let cln = cln.as_mut()?;
-        let data = cln.data.cast::<Ctx>();
         ptr::write(
             data,
-            Ctx {
+            Slot {
                 r,
-                records: ptr::null_mut(),
-                cached: false,
+                cell: RefCell::new(Ctx {
+                    r,
+                    records: ptr::null_mut(),
+                    cached: false,
+                }),
             },
         );
-        cln.handler = Some(cleanup);
-        *(*r).ctx.add(crate::ctx_index()) = cln.data;
-        Some(&mut *data)
     }
+    cln.handler = Some(cleanup);
+    // SAFETY: our slot of the live request's ctx array.
+    unsafe { *req.ctx.add(crate::ctx_index()) = cln.data };
+    // SAFETY: initialised above; lives in the request pool, as long as the
+    // request reference.
+    unsafe { &*data }.cell.try_borrow_mut().ok()
 }
 
 impl Ctx {
@@ -265,7 +326,8 @@ impl Ctx {
             if p.is_null() {
                 // SAFETY: r is the live request owning this Ctx.
                 let pool = unsafe { ngx::core::Pool::from_ngx_pool((*self.r).pool) };
-                p = pool.alloc(core::mem::size_of::<Records>()).cast::<Records>();
+                // The pool may log if it fails: not to be heard by the tap.
+                p = crate::tap::suspended(|| pool.alloc(core::mem::size_of::<Records>())).cast::<Records>();
             }
             if p.is_null() {
                 return None;
@@ -435,14 +497,15 @@ impl Ctx {
     pub fn current_index(&self) -> Option<usize> {
         // SAFETY: r is live; its upstream is null or live.
         let u = unsafe { (*self.r).upstream.as_ref()? };
-        state_index(self.r, u.state)
+        // SAFETY: r is live.
+        state_index(unsafe { &*self.r }, u.state)
     }
 }
 
 /// The index of `state` in the request's `upstream_states`.
-pub fn state_index(r: *mut ngx_http_request_t, state: *mut ngx_http_upstream_state_t) -> Option<usize> {
-    // SAFETY: r is live; upstream_states is null or a valid array.
-    let arr = unsafe { (*r).upstream_states.as_ref()? };
+pub fn state_index(r: &ngx_http_request_t, state: *mut ngx_http_upstream_state_t) -> Option<usize> {
+    // SAFETY: upstream_states is null or a valid array.
+    let arr = unsafe { r.upstream_states.as_ref()? };
     let base = arr.elts as usize;
     let at = state as usize;
     let size = core::mem::size_of::<ngx_http_upstream_state_t>();
@@ -450,6 +513,7 @@ pub fn state_index(r: *mut ngx_http_request_t, state: *mut ngx_http_upstream_sta
 }
 
 const _: () = assert!(core::mem::align_of::<Records>() <= ngx::ffi::NGX_ALIGNMENT);
+const _: () = assert!(core::mem::align_of::<Slot>() <= ngx::ffi::NGX_ALIGNMENT);
 
 /// Marks how the attempt ended, and when new it starts the record.
 pub fn record_end(

@@ -39,12 +39,15 @@ fn add_header(req: &mut ngx_http_request_t, lcf: &crate::conf::LocConf) {
     if !lcf.enabled() {
         return;
     }
-    let view = ctx::view(req);
-    if view.quiet() {
-        return;
-    }
-    let Some((cause, _)) = view.final_cause() else {
-        return;
+    let cause = {
+        let view = ctx::view(req);
+        if view.quiet() {
+            return;
+        }
+        let Some((cause, _)) = view.final_cause() else {
+            return;
+        };
+        cause
     };
     // SAFETY: the response header list of a live request.
     let h = unsafe { ngx_list_push(&mut req.headers_out.headers) }.cast::<ngx_table_elt_t>();

@@ -213,7 +213,7 @@ pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
 // The memory figures the README gives, held to the code (64-bit targets).
 #[cfg(target_pointer_width = "64")]
 const _: () = {
-    assert!(ctx::CTX_BYTES == 48);
+    assert!(ctx::CTX_BYTES == 64);
     assert!(ctx::RECORDS_BYTES == 1336);
     assert!(zone::SERIES_BYTES == 144);
 };

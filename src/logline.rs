@@ -14,7 +14,7 @@ const LINE_MAX: usize = 1536;
 
 pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx runs log-phase handlers with a live request.
-    let Some(req) = (unsafe { r.as_mut() }) else {
+    let Some(req) = (unsafe { r.as_ref() }) else {
         return NGX_DECLINED as ngx_int_t;
     };
     // Not proxied, off here, or nothing failed: nothing to report.
@@ -24,7 +24,7 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(lcf) = Module::location_conf(req).filter(|l| l.enabled()) else {
         return NGX_DECLINED as ngx_int_t;
     };
-    let ctx = ctx::view(r);
+    let ctx = ctx::view(req);
     if !ctx.quiet() {
         crate::guard((), || report(req, lcf, &ctx));
     }
@@ -34,9 +34,8 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// Counts the request's failures and writes its enriched line.
 #[cold]
 #[inline(never)]
-fn report(req: &mut ngx_http_request_t, lcf: &crate::conf::LocConf, ctx: &ctx::Ctx) {
-    let r: *mut ngx_http_request_t = req;
-    zone::record(r, ctx);
+fn report(req: &ngx_http_request_t, lcf: &crate::conf::LocConf, ctx: &ctx::Ctx) {
+    zone::record(req, ctx);
     if lcf.log_level == LOG_OFF {
         return;
     }

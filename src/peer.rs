@@ -15,6 +15,7 @@
 //! request nginx is working on.
 
 use core::ffi::c_void;
+use core::ptr;
 
 use ngx::ffi::{
     ngx_conf_t, ngx_event_free_peer_pt, ngx_event_get_peer_pt, ngx_http_log_ctx_t, ngx_http_request_t,
@@ -119,27 +120,28 @@ unsafe fn install(r: *mut ngx_http_request_t) {
     }
 }
 
-/// The request and upstream `pc` belongs to.
+/// The request and upstream `pc` belongs to, borrowed no longer than `pc`
+/// (nginx's call).
 ///
 /// # Safety
 /// `pc` is a live peer connection handed to us by nginx.
-unsafe fn request_of(
-    pc: *mut ngx_peer_connection_t,
-) -> Option<(&'static mut ngx_http_request_t, *mut ngx_http_upstream_t)> {
+unsafe fn request_of(pc: &ngx_peer_connection_t) -> Option<(&ngx_http_request_t, *mut ngx_http_upstream_t)> {
     // Computed, not dereferenced, until a request says it is its upstream.
-    let u = pc
+    let u = ptr::from_ref(pc)
         .cast::<u8>()
         .wrapping_sub(core::mem::offset_of!(ngx_http_upstream_t, peer))
-        .cast::<ngx_http_upstream_t>();
+        .cast::<ngx_http_upstream_t>()
+        .cast_mut();
     // SAFETY: pc->log is the request's connection log (set by nginx's
     // upstream init), whose data is the HTTP log context.
-    let lctx = unsafe { (*pc).log.as_ref()?.data.cast::<ngx_http_log_ctx_t>().as_ref()? };
+    let lctx = unsafe { pc.log.as_ref()?.data.cast::<ngx_http_log_ctx_t>().as_ref()? };
     if lctx.request.is_null() {
         return None;
     }
     for r in [lctx.current_request, lctx.request] {
-        // SAFETY: with `request` set, both are live requests of the connection.
-        if let Some(req) = unsafe { r.as_mut() } {
+        // SAFETY: with `request` set, both are live requests of the
+        // connection, and stay so for the whole of nginx's call.
+        if let Some(req) = unsafe { r.as_ref() } {
             if req.upstream == u {
                 return Some((req, u));
             }
@@ -161,7 +163,9 @@ unsafe extern "C" fn get_peer<const I: usize>(pc: *mut ngx_peer_connection_t, da
         return rc;
     }
     crate::guard((), || {
-        // SAFETY: nginx calls get with u->peer.
+        // SAFETY: nginx calls get with u->peer, live for the call.
+        let Some(pc) = (unsafe { pc.as_ref() }) else { return };
+        // SAFETY: as above.
         let Some((r, u)) = (unsafe { request_of(pc) }) else {
             return;
         };
@@ -172,12 +176,12 @@ unsafe extern "C" fn get_peer<const I: usize>(pc: *mut ngx_peer_connection_t, da
             let (state, us) = unsafe { ((*u).state, (*u).upstream) };
             // SAFETY: the request's upstream group, live for the cycle.
             let saturated = unsafe { saturated(us) };
-            if let (Some(idx), Some(ctx)) = (ctx::state_index(r, state), ctx::get_or_create(r)) {
+            if let (Some(idx), Some(mut ctx)) = (ctx::state_index(r, state), ctx::get_or_create(r)) {
                 let obs = Observation {
                     saturated,
                     ..Default::default()
                 };
-                ctx::record_end(ctx, idx, End::NoLivePeer, obs, us);
+                ctx::record_end(&mut ctx, idx, End::NoLivePeer, obs, us);
             }
         }
     });
@@ -227,14 +231,18 @@ fn snapshot(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_conne
 }
 
 unsafe extern "C" fn free_peer<const I: usize>(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
-    // SAFETY: nginx calls free with u->peer.
-    if let Some((r, u)) = unsafe { request_of(pc) } {
-        let failed = state & NGX_PEER_FAILED as ngx_uint_t != 0;
-        // SAFETY: r.connection is the live client connection.
-        let client_error = unsafe { (*r.connection).error() } != 0;
-        // The success path ends here: nothing failed, nothing was heard.
-        if failed || client_error || ctx::get(r).is_some() {
-            crate::guard((), || observe_free(r, u, pc, failed));
+    // SAFETY: nginx calls free with u->peer, live for the call; the
+    // reference ends before the inner free runs.
+    if let Some(pcr) = unsafe { pc.as_ref() } {
+        // SAFETY: as above.
+        if let Some((r, u)) = unsafe { request_of(pcr) } {
+            let failed = state & NGX_PEER_FAILED as ngx_uint_t != 0;
+            // SAFETY: r.connection is the live client connection.
+            let client_error = unsafe { (*r.connection).error() } != 0;
+            // The success path ends here: nothing failed, nothing was heard.
+            if failed || client_error || ctx::get(r).is_some() {
+                crate::guard((), || observe_free(r, u, pcr, failed));
+            }
         }
     }
     if let Some((_, Some(inner))) = PEERS.get(I) {
@@ -247,9 +255,9 @@ unsafe extern "C" fn free_peer<const I: usize>(pc: *mut ngx_peer_connection_t, d
 /// own order has it: keepalive takes the connection, round robin counts).
 #[cold]
 #[inline(never)]
-fn observe_free(r: &mut ngx_http_request_t, u: *mut ngx_http_upstream_t, pc: *mut ngx_peer_connection_t, failed: bool) {
-    // SAFETY: u is r's live upstream; pc is its peer connection.
-    let (u, pc) = unsafe { (&*u, &*pc) };
+fn observe_free(r: &ngx_http_request_t, u: *mut ngx_http_upstream_t, pc: &ngx_peer_connection_t, failed: bool) {
+    // SAFETY: u is r's live upstream.
+    let u = unsafe { &*u };
     let Some(idx) = ctx::state_index(r, u.state) else {
         return;
     };
@@ -258,11 +266,11 @@ fn observe_free(r: &mut ngx_http_request_t, u: *mut ngx_http_upstream_t, pc: *mu
     if !(failed || seen || obs.client_error) {
         return;
     }
-    let Some(ctx) = ctx::get_or_create(r) else {
+    let Some(mut ctx) = ctx::get_or_create(r) else {
         return;
     };
     let end = if failed { End::Failed } else { End::Finalized };
-    ctx::record_end(ctx, idx, end, obs, u.upstream);
+    ctx::record_end(&mut ctx, idx, end, obs, u.upstream);
 }
 
 /// The most servers (primaries and backups) looked at in a group.

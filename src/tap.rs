@@ -168,11 +168,14 @@ fn capture(l: &ngx_log_t, line: &[u8]) {
     } else {
         lctx.current_request
     };
-    // SAFETY: with `request` set, both are live requests of the connection.
-    if unsafe { (*r).upstream.is_null() } || !crate::enabled_for(r) {
+    // SAFETY: with `request` set, both are live requests of the
+    // connection, for the whole of this log call.
+    let Some(req) = (unsafe { r.as_ref() }) else { return };
+    if req.upstream.is_null() || !crate::enabled_for(r) {
         return;
     }
-    let Some(ctx) = ctx::get_or_create(r) else { return };
+    // None also when the context is held by the code that is logging.
+    let Some(mut ctx) = ctx::get_or_create(req) else { return };
     let current = ctx.current_index();
     let Some(recs) = ctx.records() else { return };
     let Some(idx) = current else {

@@ -105,7 +105,11 @@ unsafe extern "C" fn get(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_
             return NGX_ERROR as ngx_int_t;
         };
         match Some(r).filter(|_| crate::enabled_for(r)) {
-            Some(r) => value(r, v, data, &ctx::view(r)),
+            // SAFETY: nginx evaluates variables of a live request.
+            Some(r) => match unsafe { r.as_ref() } {
+                Some(req) => value(r, v, data, &ctx::view(req)),
+                None => NGX_ERROR as ngx_int_t,
+            },
             None => {
                 set_static(v, b"");
                 NGX_OK as ngx_int_t

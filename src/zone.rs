@@ -286,11 +286,9 @@ fn upstream_label(uscf: *const ngx_http_upstream_srv_conf_t, r: &ngx_http_reques
 /// Counts the request's failed attempts and, if its final status was
 /// produced by an upstream failure (or passed on from the upstream's own
 /// 5xx), the response. Runs in the log phase.
-pub fn record(r: *mut ngx_http_request_t, ctx: &Ctx) {
+pub fn record(req: &ngx_http_request_t, ctx: &Ctx) {
     let Some(mcf) = crate::main_conf() else { return };
     let Some((pool, shared)) = table(mcf) else { return };
-    // SAFETY: r is the live request in its log phase.
-    let req = unsafe { &*r };
     let current_us: *const ngx_http_upstream_srv_conf_t =
         // SAFETY: null or the request's upstream.
         unsafe { req.upstream.as_ref() }.map_or(ptr::null(), |u| u.upstream);
