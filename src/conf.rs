@@ -5,10 +5,10 @@ use core::ptr;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG,
-    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_CONF_UNSET, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_ALERT, NGX_LOG_CRIT, NGX_LOG_EMERG,
-    NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
+    NGX_CONF_TAKE2, NGX_CONF_UNSET, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_ALERT, NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::http::{Merge, MergeConfigError};
 use ngx::{ngx_conf_log_error, ngx_string};
@@ -90,9 +90,9 @@ pub static mut COMMANDS: [ngx_command_t; 6] = [
     ngx_command_t {
         name: ngx_string!("upstream_cause"),
         type_: (ANY_LEVEL | NGX_CONF_FLAG) as ngx_uint_t,
-        set: Some(ngx_conf_set_flag_slot),
+        set: Some(set_flag),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: core::mem::offset_of!(LocConf, enabled),
+        offset: 0,
         post: ptr::null_mut(),
     },
     ngx_command_t {
@@ -159,16 +159,55 @@ pub fn duplicate(cf: *mut ngx_conf_t, name: &[u8]) -> *mut c_char {
     NGX_CONF_ERROR
 }
 
+/// Bytes of a wrong value quoted in an `[emerg]`: nginx cuts the whole
+/// message at 1024 bytes, and the directive's name comes after the value.
+const SHOWN_MAX: usize = 64;
+
+/// A directive's value as quoted in a message: its first bytes, then
+/// "..." if there were more.
+pub fn shown(value: &[u8]) -> String {
+    let cut = &value[..value.len().min(SHOWN_MAX)];
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if cut.len() < value.len() {
+        s.push_str("...");
+    }
+    s
+}
+
 fn invalid(cf: *mut ngx_conf_t, name: &[u8], value: &[u8], why: &str) -> *mut c_char {
     ngx_conf_log_error!(
         NGX_LOG_EMERG,
         cf,
         "invalid value \"{}\" in \"{}\" directive{}",
-        String::from_utf8_lossy(value),
+        shown(value),
         String::from_utf8_lossy(name),
         why
     );
     NGX_CONF_ERROR
+}
+
+/// `upstream_cause on|off`: nginx's flag handler, but a wrong value is
+/// quoted cut (see [`shown`]) so that the message keeps the directive's
+/// name.
+extern "C" fn set_flag(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard(NGX_CONF_ERROR, || {
+        // SAFETY: nginx passes our LocConf for NGX_HTTP_LOC_CONF_OFFSET.
+        let lcf = unsafe { &mut *conf.cast::<LocConf>() };
+        // SAFETY: called by the configuration parser.
+        let (name, arg) = unsafe { name_and_arg(cf, cmd) };
+        if lcf.enabled != NGX_CONF_UNSET as ngx_flag_t {
+            return duplicate(cf, name);
+        }
+        let value = arg.as_bytes();
+        lcf.enabled = if value.eq_ignore_ascii_case(b"on") {
+            1
+        } else if value.eq_ignore_ascii_case(b"off") {
+            0
+        } else {
+            return invalid(cf, name, value, ", it must be \"on\" or \"off\"");
+        };
+        NGX_CONF_OK
+    })
 }
 
 extern "C" fn set_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {

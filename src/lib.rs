@@ -33,15 +33,16 @@ pub struct Module;
 pub struct MainConf {
     /// `upstream_cause_zone`, if configured.
     zone: *mut ngx::ffi::ngx_shm_zone_t,
-    /// Some location has `upstream_cause_metrics`.
-    metrics_used: bool,
+    /// Where the first `upstream_cause_metrics` is (file, line), if any:
+    /// a missing zone is said there.
+    metrics_at: Option<(ngx::ffi::ngx_str_t, ngx_uint_t)>,
 }
 
 impl Default for MainConf {
     fn default() -> Self {
         MainConf {
             zone: ptr::null_mut(),
-            metrics_used: false,
+            metrics_at: None,
         }
     }
 }

@@ -70,7 +70,7 @@ pub extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *
             ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid zone name \"\" in \"{}\" directive", dname);
             return NGX_CONF_ERROR;
         }
-        let size_arg = String::from_utf8_lossy(args[2].as_bytes()).into_owned();
+        let size_arg = crate::conf::shown(args[2].as_bytes());
         // SAFETY: a configuration argument.
         let size = unsafe { ngx_parse_size(&mut args[2]) };
         if size < 0 {
@@ -113,8 +113,9 @@ pub extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,
-                "duplicate zone \"{}\"",
-                String::from_utf8_lossy(name.as_bytes())
+                "duplicate zone \"{}\" in \"{}\" directive",
+                crate::conf::shown(name.as_bytes()),
+                dname
             );
             return NGX_CONF_ERROR;
         }
@@ -134,20 +135,45 @@ pub extern "C" fn set_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _co
             return NGX_CONF_ERROR;
         };
         clcf.handler = Some(metrics_handler);
+        // SAFETY: the file being parsed (its name may live in a buffer that
+        // the include frees: copied into the configuration's pool).
+        let (file, line) = unsafe { ((*cf_ref.conf_file).file.name, (*cf_ref.conf_file).line) };
+        // SAFETY: the configuration's pool and the name's bytes.
+        let copy = unsafe { ngx::ffi::ngx_pstrdup(cf_ref.pool, &file as *const ngx_str_t as *mut ngx_str_t) };
+        if copy.is_null() {
+            return NGX_CONF_ERROR;
+        }
         if let Some(mcf) = Module::main_conf_mut(cf_ref) {
-            mcf.metrics_used = true;
+            if mcf.metrics_at.is_none() {
+                mcf.metrics_at = Some((
+                    ngx_str_t {
+                        len: file.len,
+                        data: copy,
+                    },
+                    line,
+                ));
+            }
         }
         NGX_CONF_OK
     })
 }
 
-/// Checks, at the end of the http block, that a metrics location has a zone.
+/// Checks, at the end of the http block, that a metrics location has a
+/// zone; if not, says so at the first `upstream_cause_metrics`, as
+/// nginx's parser would have (`... in FILE:LINE`).
 pub fn check(cf: *mut ngx_conf_t, mcf: &MainConf) -> Result<(), ()> {
-    if mcf.metrics_used && mcf.zone.is_null() {
-        ngx_conf_log_error!(
+    let Some((file, line)) = mcf.metrics_at else {
+        return Ok(());
+    };
+    if mcf.zone.is_null() {
+        // SAFETY: nginx's cf during the http block's postconfiguration.
+        let log = unsafe { (*cf).log };
+        ngx_log_error!(
             NGX_LOG_EMERG,
-            cf,
-            "\"upstream_cause_metrics\" requires an \"upstream_cause_zone\""
+            log,
+            "\"upstream_cause_metrics\" requires an \"upstream_cause_zone\" in {}:{}",
+            String::from_utf8_lossy(file.as_bytes()),
+            line
         );
         return Err(());
     }

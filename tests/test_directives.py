@@ -39,7 +39,21 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("directive,message", BAD_VALUES, ids=[d for d, _ in BAD_VALUES])
+LONG = "A" * 1000
+# nginx cuts an [emerg] message at 1024 bytes: a long wrong value is quoted
+# cut, so that the directive's name stays in the message.
+BAD_VALUES += [
+    (f"upstream_cause {LONG};",
+     f'invalid value "{LONG[:64]}..." in "upstream_cause" directive, it must be "on" or "off"'),
+    (f"upstream_cause_header {LONG};",
+     f'invalid value "{LONG[:64]}..." in "upstream_cause_header" directive, it must be "off" or a header name'),
+    (f"upstream_cause_log {LONG};",
+     f'invalid value "{LONG[:64]}..." in "upstream_cause_log" directive, it must be "off", "emerg", "alert", '
+     '"crit", "error", "warn", "notice" or "info"'),
+]
+
+
+@pytest.mark.parametrize("directive,message", BAD_VALUES, ids=[d[:40] for d, _ in BAD_VALUES])
 @pytest.mark.parametrize("level", ["http", "server", "location"])
 def test_a_wrong_value_fails_nginx_t(tmp_path, directive, message, level):
     placed = {

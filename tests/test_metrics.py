@@ -210,8 +210,8 @@ def test_scrape_methods(counted):
     ("upstream_cause_zone uc 4k;", 'zone size "4k" in "upstream_cause_zone" directive is too small, the least is 32k'),
     ("upstream_cause_zone uc lots;", 'invalid zone size "lots" in "upstream_cause_zone" directive'),
     ("upstream_cause_zone uc 1m; upstream_cause_zone ud 1m;", '"upstream_cause_zone" directive is duplicate'),
-    ("server { listen 127.0.0.1:@PORT@; location /m { upstream_cause_metrics; } }",
-     '"upstream_cause_metrics" requires an "upstream_cause_zone"'),
+    ("upstream_cause_zone uc " + "9" * 1000 + ";",
+     'invalid zone size "' + "9" * 64 + '..." in "upstream_cause_zone" directive'),
     ("server { listen 127.0.0.1:@PORT@; upstream_cause_zone uc 1m; }", '"upstream_cause_zone" directive is not allowed here'),
     ("server { listen 127.0.0.1:@PORT@; location /m { upstream_cause_metrics on; } }",
      'invalid number of arguments in "upstream_cause_metrics" directive'),
@@ -221,3 +221,14 @@ def test_bad_zone_directives_fail_nginx_t(tmp_path, body, message):
     res = n.test_config()
     assert res.returncode != 0
     assert f"[emerg] {message}" in res.stderr, res.stderr
+
+
+def test_metrics_without_a_zone_is_said_at_the_metrics_line(tmp_path):
+    # checked at the end of the http block, said where the directive is
+    n = Nginx(tmp_path / "conf", "server { listen 127.0.0.1:@PORT@;\n location /m {\n"
+              " upstream_cause_metrics;\n }\n location /n { upstream_cause_metrics; }\n }")
+    res = n.test_config()
+    assert res.returncode != 0
+    line = next(i for i, l in enumerate(n.conf.read_text().splitlines(), 1) if "upstream_cause_metrics" in l)
+    expected = f'[emerg] "upstream_cause_metrics" requires an "upstream_cause_zone" in {n.conf}:{line}\n'
+    assert expected in res.stderr, res.stderr
