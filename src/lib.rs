@@ -216,5 +216,5 @@ pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
 const _: () = {
     assert!(ctx::CTX_BYTES == 64);
     assert!(ctx::RECORDS_BYTES == 1336);
-    assert!(zone::SERIES_BYTES == 144);
+    assert!(zone::SERIES_BYTES == 272);
 };

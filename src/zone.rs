@@ -269,15 +269,16 @@ fn table(mcf: &MainConf) -> Option<(SlabPool, NonNull<Shared>)> {
     Some((pool, shared))
 }
 
-/// A label buffer: upstream names are at most a host:port.
+/// A label buffer for a host:port (a host name is at most 253 bytes); the
+/// table shortens what is longer than its labels.
 struct Label {
-    buf: [u8; 128],
+    buf: [u8; 272],
     len: usize,
 }
 
 impl Label {
     fn of(parts: &[&[u8]]) -> Label {
-        let mut l = Label { buf: [0; 128], len: 0 };
+        let mut l = Label { buf: [0; 272], len: 0 };
         let mut out = FixedBuf::new(&mut l.buf);
         for p in parts {
             out.put(p);

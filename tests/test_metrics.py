@@ -104,7 +104,7 @@ def test_exact_counts_across_two_workers(counted):
     text, samples = scrape(nginx)
     check_counts(samples, expected(a, b, go, n))
     assert value(samples, "nginx_upstream_cause_zone_series") == 9
-    assert value(samples, "nginx_upstream_cause_zone_series_max") > 7000  # 1m / 144 bytes a series
+    assert value(samples, "nginx_upstream_cause_zone_series_max") == 3734  # (1m - 1m/64 - 16k) / 272 bytes a series
     # a stable order: the same scrape twice
     assert scrape(nginx)[0].split("# HELP nginx_upstream_cause_zone_series ")[0] == \
         text.split("# HELP nginx_upstream_cause_zone_series ")[0]
@@ -232,3 +232,37 @@ def test_metrics_without_a_zone_is_said_at_the_metrics_line(tmp_path):
     line = next(i for i, l in enumerate(n.conf.read_text().splitlines(), 1) if "upstream_cause_metrics" in l)
     expected = f'[emerg] "upstream_cause_metrics" requires an "upstream_cause_zone" in {n.conf}:{line}\n'
     assert expected in res.stderr, res.stderr
+
+
+def test_labels_are_the_access_logs_up_to_128_bytes(nginx_factory):
+    # two groups whose names share their first 64 bytes, and a unix peer
+    # whose path is longer than 64 bytes (and within the 107 a unix socket
+    # path may have): each its own series, labels whole
+    a, b = dead_port(), dead_port()
+    long = "backend_" + "x" * 60
+    sock = f"/tmp/uc-{os.getpid()}-no-such-directory-{'d' * 50}/gone.sock"
+    nginx = nginx_factory(f"""
+    upstream_cause_zone uc 1m;
+    upstream {long}_one {{ server 127.0.0.1:{a}; }}
+    upstream {long}_two {{ server 127.0.0.1:{b}; }}
+    server {{ listen 127.0.0.1:@PORT@;
+        location /one {{ proxy_pass http://{long}_one; }}
+        location /two {{ proxy_pass http://{long}_two; }}
+        location /fcgi {{ fastcgi_pass unix:{sock}; }}
+        location = /metrics {{ upstream_cause_metrics; }}
+    }}""", error_level="error")
+    for uri in ("/one", "/two", "/fcgi"):
+        assert nginx.get(uri).status == 502
+    entries = {uri: nginx.access_for(uri)[0] for uri in ("/one", "/two", "/fcgi")}
+    _, samples = scrape(nginx)
+    assert len(f"unix:{sock}") > 64
+    for uri, up in (("/one", f"{long}_one"), ("/two", f"{long}_two")):
+        e = entries[uri]
+        assert value(samples, "nginx_upstream_cause_total", upstream=up, peer=e["upstream_addr"],
+                     cause=e["upstream_cause"]) == 1, samples
+        assert value(samples, "nginx_upstream_cause_responses_total", upstream=up, cause=e["upstream_cause"],
+                     status="502") == 1, samples
+    # the implicit group of `fastcgi_pass unix:PATH` is named PATH
+    fcgi = [(labels, v) for (n, labels), v in samples.items()
+            if n == "nginx_upstream_cause_total" and dict(labels)["peer"] == entries["/fcgi"]["upstream_addr"]]
+    assert fcgi == [((("cause", "connect_refused"), ("peer", f"unix:{sock}"), ("upstream", sock)), 1)], samples

@@ -1,7 +1,7 @@
 //! What was seen of one upstream attempt, and the cause it leads to.
 
 use crate::cause::Cause;
-use crate::errno::{EAGAIN, ECONNREFUSED, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ENOENT};
+use crate::errno::{EAGAIN, ECONNREFUSED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ENOENT};
 use crate::text::{Message, MessageKind, Phase};
 
 /// How an attempt ended, as the balancer saw it.
@@ -84,10 +84,13 @@ impl Observation {
 /// missing file is a backend that is not running (as a refused TCP port
 /// is), and its EAGAIN is a full listen queue (Linux answers a connect to
 /// a unix socket whose accept queue is full with EAGAIN, at once); TCP's
-/// EAGAIN stays a local error.
+/// EAGAIN stays a local error. A reset while connecting is the upstream's
+/// RST: the kernel had completed the handshake and queued the connection,
+/// then the listener closed (its process exited) before accepting it.
 fn connect_cause(errno: Option<u16>, unix: bool) -> Cause {
     match (errno, unix) {
         (Some(ECONNREFUSED), _) | (Some(ENOENT), true) => Cause::ConnectRefused,
+        (Some(ECONNRESET), _) => Cause::UpstreamReset,
         (Some(EAGAIN), true) => Cause::AcceptQueueFull,
         (Some(ENETUNREACH | EHOSTUNREACH | EHOSTDOWN), false) => Cause::ConnectUnreachable,
         _ => Cause::ConnectError,
@@ -532,6 +535,7 @@ mod tests {
             (13, Cause::ConnectError),
             (111, Cause::ConnectRefused),
             (113, Cause::ConnectUnreachable),
+            (104, Cause::UpstreamReset),
         ] {
             let o = Observation {
                 connection: false,

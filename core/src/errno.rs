@@ -9,6 +9,7 @@ pub const ENFILE: u16 = 23;
 pub const EMFILE: u16 = 24;
 pub const EADDRNOTAVAIL: u16 = 99;
 pub const ENETUNREACH: u16 = 101;
+pub const ECONNRESET: u16 = 104;
 pub const ECONNREFUSED: u16 = 111;
 pub const EHOSTDOWN: u16 = 112;
 pub const EHOSTUNREACH: u16 = 113;

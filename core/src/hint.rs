@@ -3,7 +3,7 @@
 //! refused or reset a stream.
 
 use crate::cause::Cause;
-use crate::errno::{EACCES, EADDRNOTAVAIL, ECONNREFUSED, EMFILE, ENFILE, ENOENT, EPERM};
+use crate::errno::{EACCES, EADDRNOTAVAIL, ECONNREFUSED, ECONNRESET, EMFILE, ENFILE, ENOENT, EPERM};
 use crate::text::{Message, MessageKind};
 
 /// The hint for `cause`, refined by the message of the attempt it was
@@ -31,6 +31,9 @@ pub fn hint(cause: Cause, message: Option<&Message>) -> &'static str {
         (Cause::ConnectError, _, Some(EADDRNOTAVAIL), false) => Some(
             "no free local port for the connection: too many connections to the upstream in TIME_WAIT; enable upstream keepalive",
         ),
+        (Cause::UpstreamReset, MessageKind::ConnectFailed, Some(ECONNRESET), _) => Some(
+            "reset as it was made: the upstream's listener closed with the connection still in its accept queue (its process exited or restarted)",
+        ),
         (Cause::StreamRefused, MessageKind::GoAway, ..) => Some(
             "the HTTP/2 upstream is closing the connection (GOAWAY) and did not process the request: it is restarting; safe to retry",
         ),
@@ -47,7 +50,7 @@ pub fn hint(cause: Cause, message: Option<&Message>) -> &'static str {
 
 /// Every refined hint, for the tests that hold them to the rules of hints
 /// and the documentation to the code.
-pub const REFINED: usize = 9;
+pub const REFINED: usize = 10;
 
 #[cfg(test)]
 mod tests {
@@ -67,6 +70,7 @@ mod tests {
             (Cause::ConnectError, "connect() to 10.0.0.1:80 failed (13: Permission denied) while connecting to upstream"),
             (Cause::ConnectError, "connect() to 127.0.0.1:80 failed (24: Too many open files) while connecting to upstream"),
             (Cause::ConnectError, "connect() to 127.0.0.1:80 failed (99: Cannot assign requested address) while connecting to upstream"),
+            (Cause::UpstreamReset, "connect() failed (104: Connection reset by peer) while connecting to upstream"),
             (Cause::StreamRefused, "upstream sent goaway with error 0 while reading response header from upstream"),
             (Cause::StreamRefused, "upstream rejected request with error 7 while reading response header from upstream"),
             (Cause::UpstreamReset, "upstream rejected request with error 2 while reading response header from upstream"),

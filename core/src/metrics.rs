@@ -10,10 +10,18 @@ use core::cmp::Ordering;
 use crate::cause::Cause;
 use crate::render::Sink;
 
-/// Bytes kept of a label value (an upstream name, a peer address).
-pub const LABEL_MAX: usize = 64;
+/// Bytes kept of a label value (an upstream name, a peer address): room
+/// for every unix socket path (`unix:` and 107 bytes), every IPv6
+/// `[address]:port`, and host names to 122 bytes with their port. A longer
+/// value is kept as its first bytes, `~` and a hash of the whole (see
+/// [`label`]): two long values that share their start stay two series.
+pub const LABEL_MAX: usize = 128;
 
-/// Series kept back for overflow (`peer="other"`, then `upstream="other"`).
+/// Hex digits of the hash that ends a shortened label.
+const HASH_DIGITS: usize = 8;
+
+/// Series kept back for overflow (`peer="other"`, then `upstream="other"`);
+/// at most half of a small table.
 pub const RESERVE: usize = 64;
 
 pub const OTHER: &[u8] = b"other";
@@ -76,16 +84,18 @@ impl Series {
         &self.peer[..usize::from(self.peer_len)]
     }
 
+    /// Whether the series is `k`'s; `k`'s labels are already [`label`]s.
     fn matches(&self, k: &Key<'_>) -> bool {
         self.family == k.family as u8
             && self.cause == k.cause.to_u8()
             && self.status == k.status
-            && self.upstream() == cut(k.upstream)
-            && self.peer() == cut(k.peer)
+            && self.upstream() == k.upstream
+            && self.peer() == k.peer
     }
 
+    /// Makes the slot `k`'s; `k`'s labels are already [`label`]s.
     fn set(&mut self, k: &Key<'_>) {
-        let (u, p) = (cut(k.upstream), cut(k.peer));
+        let (u, p) = (k.upstream, k.peer);
         *self = Series::EMPTY;
         self.family = k.family as u8;
         self.cause = k.cause.to_u8();
@@ -97,8 +107,48 @@ impl Series {
     }
 }
 
-fn cut(b: &[u8]) -> &[u8] {
-    &b[..b.len().min(LABEL_MAX)]
+/// A label value as the table keeps it: as it is up to [`LABEL_MAX`]
+/// bytes; longer, its first bytes, `~` and 8 hex digits of a hash of the
+/// whole value.
+pub struct Label {
+    buf: [u8; LABEL_MAX],
+    len: usize,
+}
+
+impl Label {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+pub fn label(v: &[u8]) -> Label {
+    let mut l = Label {
+        buf: [0; LABEL_MAX],
+        len: v.len().min(LABEL_MAX),
+    };
+    if v.len() <= LABEL_MAX {
+        l.buf[..v.len()].copy_from_slice(v);
+        return l;
+    }
+    let keep = LABEL_MAX - 1 - HASH_DIGITS;
+    l.buf[..keep].copy_from_slice(&v[..keep]);
+    l.buf[keep] = b'~';
+    let h = fnv1a(v.iter().copied());
+    for (i, d) in l.buf[keep + 1..].iter_mut().enumerate() {
+        let nibble = (h >> (4 * (HASH_DIGITS - 1 - i))) & 0xf;
+        *d = b"0123456789abcdef"[nibble as usize];
+    }
+    l
+}
+
+/// FNV-1a, 64 bits: stable across processes (the table is shared).
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// What a series is counted under.
@@ -135,19 +185,14 @@ impl<'a> Key<'a> {
     }
 
     fn hash(&self) -> u64 {
-        // FNV-1a over the labels: stable across processes (shared memory).
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |b: u8| {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        };
-        eat(self.family as u8);
-        eat(self.cause.to_u8());
-        self.status.to_le_bytes().into_iter().for_each(&mut eat);
-        cut(self.upstream).iter().copied().for_each(&mut eat);
-        eat(0xff);
-        cut(self.peer).iter().copied().for_each(&mut eat);
-        h
+        let head = [self.family as u8, self.cause.to_u8()];
+        fnv1a(
+            head.into_iter()
+                .chain(self.status.to_le_bytes())
+                .chain(self.upstream.iter().copied())
+                .chain([0xff])
+                .chain(self.peer.iter().copied()),
+        )
     }
 }
 
@@ -183,7 +228,13 @@ pub fn count(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64) -> Cou
         h.dropped += n;
         return Counted::Dropped;
     }
-    let normal_limit = cap.saturating_sub(RESERVE);
+    let (up, peer) = (label(key.upstream), label(key.peer));
+    let key = &Key {
+        upstream: up.as_bytes(),
+        peer: peer.as_bytes(),
+        ..*key
+    };
+    let normal_limit = cap - RESERVE.min(cap / 2);
     if add(h, slots, key, n, normal_limit) {
         return Counted::Exact;
     }
@@ -381,10 +432,12 @@ nginx_upstream_cause_responses_total{upstream=\"backend\",cause=\"connect_refuse
 
     #[test]
     fn overflow_goes_to_other_then_warns_once() {
-        let cap = RESERVE + 4;
+        let cap = 2 * RESERVE;
         let mut slots = vec![Series::EMPTY; cap];
         let mut h = Header::default();
-        let peers: Vec<String> = (0..10).map(|i| format!("10.0.0.{i}:80")).collect();
+        let peers: Vec<String> = (0..RESERVE + 6)
+            .map(|i| format!("10.0.{}.{}:80", i / 256, i % 256))
+            .collect();
         let mut outcomes = Vec::new();
         for p in &peers {
             outcomes.push(count(
@@ -394,9 +447,11 @@ nginx_upstream_cause_responses_total{upstream=\"backend\",cause=\"connect_refuse
                 1,
             ));
         }
-        assert_eq!(&outcomes[..4], &[Counted::Exact; 4]);
-        assert_eq!(outcomes[4], Counted::Overflow { first: true });
-        assert!(outcomes[5..].iter().all(|o| *o == Counted::Overflow { first: false }));
+        assert!(outcomes[..RESERVE].iter().all(|o| *o == Counted::Exact));
+        assert_eq!(outcomes[RESERVE], Counted::Overflow { first: true });
+        assert!(outcomes[RESERVE + 1..]
+            .iter()
+            .all(|o| *o == Counted::Overflow { first: false }));
         let text = scrape(&slots, &h);
         assert!(
             text.contains("nginx_upstream_cause_total{upstream=\"g\",peer=\"other\",cause=\"connect_refused\"} 6\n")
@@ -412,7 +467,7 @@ nginx_upstream_cause_responses_total{upstream=\"backend\",cause=\"connect_refuse
             Counted::Exact
         );
         let total: u64 = slots.iter().map(|s| s.count).sum();
-        assert_eq!(total, 11, "no increment lost");
+        assert_eq!(total, RESERVE as u64 + 7, "no increment lost");
     }
 
     #[test]
@@ -446,15 +501,71 @@ nginx_upstream_cause_responses_total{upstream=\"backend\",cause=\"connect_refuse
     }
 
     #[test]
-    fn long_labels_are_cut_consistently() {
+    fn labels_are_kept_whole_up_to_the_longest_unix_path() {
         let mut slots = vec![Series::EMPTY; RESERVE + 10];
         let mut h = Header::default();
-        let long = [b'x'; 200];
-        count(&mut h, &mut slots, &Key::attempt(&long, b"p", Cause::ConnectError), 1);
-        count(&mut h, &mut slots, &Key::attempt(&long, b"p", Cause::ConnectError), 1);
-        assert_eq!(h.used, 1);
-        let s = slots.iter().find(|s| s.family().is_some()).unwrap();
-        assert_eq!(s.upstream().len(), LABEL_MAX);
-        assert_eq!(s.count, 2);
+        let path = format!("unix:/{}", "d".repeat(106));
+        let (one, two) = (
+            format!("backend_{}_one", "x".repeat(100)),
+            format!("backend_{}_two", "x".repeat(100)),
+        );
+        for up in [&one, &two] {
+            count(
+                &mut h,
+                &mut slots,
+                &Key::attempt(up.as_bytes(), path.as_bytes(), Cause::ConnectRefused),
+                1,
+            );
+        }
+        let text = scrape(&slots, &h);
+        for up in [&one, &two] {
+            assert!(
+                text.contains(&format!(
+                    "{{upstream=\"{up}\",peer=\"{path}\",cause=\"connect_refused\"}} 1\n"
+                )),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn longer_labels_are_shortened_consistently_and_stay_apart() {
+        let mut slots = vec![Series::EMPTY; RESERVE + 10];
+        let mut h = Header::default();
+        let (a, b) = ([b'x'; 200], [b'x'; 201]);
+        for up in [&a[..], &b[..], &a[..]] {
+            count(&mut h, &mut slots, &Key::attempt(up, b"p", Cause::ConnectError), 1);
+        }
+        assert_eq!(h.used, 2, "two series, though their first 119 bytes are the same");
+        let kept: Vec<&Series> = slots.iter().filter(|s| s.family().is_some()).collect();
+        for s in &kept {
+            assert_eq!(s.upstream().len(), LABEL_MAX);
+            assert_eq!(&s.upstream()[..LABEL_MAX - 9], &a[..LABEL_MAX - 9]);
+            assert_eq!(s.upstream()[LABEL_MAX - 9], b'~');
+            assert!(s.upstream()[LABEL_MAX - 8..].iter().all(u8::is_ascii_hexdigit));
+        }
+        assert_eq!(kept.iter().map(|s| s.count).sum::<u64>(), 3);
+        assert_eq!(label(&a).as_bytes(), label(&a).as_bytes());
+        assert_eq!(label(b"short").as_bytes(), b"short");
+    }
+
+    #[test]
+    fn a_small_table_keeps_half_for_overflow() {
+        let mut slots = vec![Series::EMPTY; 20];
+        let mut h = Header::default();
+        let names: Vec<String> = (0..15).map(|i| format!("u{i}")).collect();
+        let exact = names
+            .iter()
+            .filter(|n| {
+                count(
+                    &mut h,
+                    &mut slots,
+                    &Key::attempt(n.as_bytes(), b"p", Cause::ReadTimeout),
+                    1,
+                ) == Counted::Exact
+            })
+            .count();
+        assert_eq!(exact, 10);
+        assert_eq!(h.dropped, 0);
     }
 }
