@@ -1,5 +1,5 @@
 # Shortcuts; the scripts are the source of truth (and install what they need).
-.PHONY: demo test check unittest build clean docker deb deb-test
+.PHONY: demo test check unittest build clean docker deb deb-test storm memcheck
 
 demo:            ## build, start the Go service and nginx, show both 502s told apart
 	bash scripts/demo.sh
@@ -22,6 +22,12 @@ deb:             ## Debian packages for bookworm, trixie and sid under dist/ (ne
 
 deb-test:        ## install each package into a clean container of its suite and check it
 	bash scripts/deb-test.sh
+
+storm:           ## the storm at CI's size (after make build): faults, reloads, an upgrade
+	/usr/bin/python3 tests/storm/storm.py --requests 6000 --seconds 60
+
+memcheck:        ## the suite and the storm under AddressSanitizer, then valgrind
+	bash scripts/memcheck.sh all
 
 clean:
 	rm -rf .work target dist

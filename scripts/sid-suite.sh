@@ -41,7 +41,7 @@ say "integration tests against sid's nginx, in the container (timeout ${TIMEOUT}
 run_start=$(date +%s)
 rc=0
 timeout "$TIMEOUT" docker run --rm --name "$NAME" --network none --cap-add NET_ADMIN --cap-add SYS_ADMIN \
-    "$IMAGE" python3 -m pytest -p no:cacheprovider -q tests "$@" || rc=$?
+    -e STORM_ARGS="${STORM_ARGS:-}" "$IMAGE" python3 -m pytest -p no:cacheprovider -q tests "$@" || rc=$?
 [ "$rc" = 124 ] && echo "the run took more than $TIMEOUT s" >&2
 say "run: $(($(date +%s) - run_start)) s; total: $(($(date +%s) - start)) s; exit status $rc"
 exit "$rc"

@@ -4,10 +4,12 @@ and the fault upstream, all on 127.0.0.1 free ports.
 Every wait is bounded; nothing sleeps to synchronise where a port or a log
 line can be waited for instead.
 """
+import glob
 import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -21,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NGINX_BIN = os.environ.get("NGINX_BIN", str(ROOT / ".work/bin/nginx"))
 MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE", str(ROOT / ".work/modules/ngx_http_upstream_cause_module.so"))
 GO_SERVICE = os.environ.get("GO_SERVICE", str(ROOT / ".work/bin/go-service"))
+# A command the nginx instances run under (scripts/memcheck.sh: valgrind),
+# and how much slower it makes starting them.
+NGINX_WRAPPER = shlex.split(os.environ.get("NGINX_WRAPPER", ""))
+WRAPPER_SLOWDOWN = 6 if NGINX_WRAPPER else 1
 FAULTS = ROOT / "docker/faults/faults.py"
 
 def _nginx_version():
@@ -190,15 +196,15 @@ class Nginx:
     def start(self):
         self.stderr = open(self.prefix / "logs/stderr.log", "w")
         self.proc = subprocess.Popen(
-            [NGINX_BIN, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
+            NGINX_WRAPPER + [NGINX_BIN, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
             stdout=self.stderr, stderr=subprocess.STDOUT,
         )
-        wait_port(self.port, proc=self.proc)
+        wait_port(self.port, timeout=10.0 * WRAPPER_SLOWDOWN, proc=self.proc)
         return self
 
     def stop(self):
         if self.proc is not None:
-            stop(self.proc, signal.SIGQUIT)
+            stop(self.proc, signal.SIGQUIT, timeout=10.0 * WRAPPER_SLOWDOWN)
             self.stderr.close()
 
     def get(self, path, **kw):
@@ -321,3 +327,51 @@ def raw_faults(tmp_path):
     yield ports
     stop(proc)
     log.close()
+
+
+# --- PHP-FPM (tests/test_phpfpm.py and the storm) ----------------------------
+
+def find_php_fpm():
+    """PHP_FPM, or the newest /usr/sbin/php-fpm<version> (Debian names the
+    binary after the PHP version: php-fpm8.2 on bookworm, php-fpm8.4 on trixie)."""
+    if os.environ.get("PHP_FPM"):
+        return os.environ["PHP_FPM"]
+
+    def version(path):
+        return [int(x) for x in re.findall(r"\d+", os.path.basename(path))]
+
+    found = [p for p in glob.glob("/usr/sbin/php-fpm*") if os.access(p, os.X_OK)]
+    return max(found, key=version) if found else None
+
+
+def fpm_conf(root, log, sock, mode="0666", backlog=0, children=1):
+    """A php-fpm configuration: one pool on the unix socket `sock`, `pm =
+    static` with `children` children. As root the pool runs as root (with
+    php-fpm's -R: the tests' tmp dirs are private to their owner); as
+    another user, user/group are not allowed and the pool runs as that user."""
+    owner = "user = root\ngroup = root\nlisten.owner = root\nlisten.group = root\n" if os.geteuid() == 0 else ""
+    return ("[global]\n"
+            f"pid = {root}/fpm.pid\n"
+            f"error_log = {log}\n"
+            "daemonize = no\n"
+            "\n[www]\n"
+            f"{owner}"
+            f"listen = {sock}\n"
+            f"listen.mode = {mode}\n"
+            f"listen.backlog = {backlog}\n"
+            "pm = static\n"
+            f"pm.max_children = {children}\n"
+            "catch_workers_output = yes\n")
+
+
+def fastcgi_params(docroot, script="$fastcgi_script_name", indent=8):
+    """The fastcgi_param lines PHP needs, the script being `docroot` +
+    `script` (an nginx expression starting with /)."""
+    lines = [("SCRIPT_FILENAME", f"{docroot}{script}"), ("SCRIPT_NAME", script),
+             ("REQUEST_METHOD", "$request_method"), ("QUERY_STRING", "$query_string"),
+             ("REQUEST_URI", "$request_uri"), ("CONTENT_TYPE", "$content_type"),
+             ("CONTENT_LENGTH", "$content_length"), ("SERVER_PROTOCOL", "$server_protocol"),
+             ("GATEWAY_INTERFACE", "CGI/1.1"), ("REMOTE_ADDR", "$remote_addr"),
+             ("SERVER_NAME", "$server_name"), ("SERVER_PORT", "$server_port")]
+    return "\n".join(f"{' ' * indent}fastcgi_param {k:17} {v};" for k, v in lines)
+

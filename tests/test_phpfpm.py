@@ -11,7 +11,6 @@ EINPROGRESS), so every failure is nginx's own `connect() to unix:... failed
 everything else (ENOENT, EACCES).
 """
 import concurrent.futures
-import glob
 import os
 import re
 import signal
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Nginx, stop_all
+from conftest import Nginx, fastcgi_params, find_php_fpm, fpm_conf, stop_all
 
 # The pool's listen.backlog. Linux lets backlog + 1 connections wait on a
 # unix socket (the queue is full when its length is *above* the backlog), so
@@ -30,40 +29,12 @@ from conftest import Nginx, stop_all
 BACKLOG = 0
 
 
-def _find_php_fpm():
-    """PHP_FPM, or the newest /usr/sbin/php-fpm<version> (Debian names the
-    binary after the PHP version: php-fpm8.2 on bookworm, php-fpm8.4 on trixie)."""
-    if os.environ.get("PHP_FPM"):
-        return os.environ["PHP_FPM"]
-
-    def version(path):
-        return [int(x) for x in re.findall(r"\d+", os.path.basename(path))]
-
-    found = [p for p in glob.glob("/usr/sbin/php-fpm*") if os.access(p, os.X_OK)]
-    return max(found, key=version) if found else None
-
-
-PHP_FPM = _find_php_fpm()
+PHP_FPM = find_php_fpm()
 AS_ROOT = os.geteuid() == 0
-
-FASTCGI_PARAMS = """
-        fastcgi_param SCRIPT_FILENAME   {docroot}$fastcgi_script_name;
-        fastcgi_param SCRIPT_NAME       $fastcgi_script_name;
-        fastcgi_param REQUEST_METHOD    $request_method;
-        fastcgi_param QUERY_STRING      $query_string;
-        fastcgi_param REQUEST_URI       $request_uri;
-        fastcgi_param CONTENT_TYPE      $content_type;
-        fastcgi_param CONTENT_LENGTH    $content_length;
-        fastcgi_param SERVER_PROTOCOL   $server_protocol;
-        fastcgi_param GATEWAY_INTERFACE CGI/1.1;
-        fastcgi_param REMOTE_ADDR       $remote_addr;
-        fastcgi_param SERVER_NAME       $server_name;
-        fastcgi_param SERVER_PORT       $server_port;
-"""
 
 
 def site_conf(sock, docroot):
-    params = FASTCGI_PARAMS.format(docroot=docroot)
+    params = fastcgi_params(docroot)
     return f"""
     upstream_cause_header X-Upstream-Cause;
     server {{ listen 127.0.0.1:@PORT@;
@@ -94,24 +65,7 @@ class PhpFpm:
         self.root, self.sock, self.docroot = root, sock, docroot
         self.log = root / "fpm.log"
         self.conf = root / "fpm.conf"
-        # -R lets the pool run as root (tests run as root, and pytest's tmp
-        # dir is private to its owner); as another user, user/group are not
-        # allowed and the pool runs as that user.
-        owner = "user = root\ngroup = root\nlisten.owner = root\nlisten.group = root\n" if AS_ROOT else ""
-        self.conf.write_text(
-            "[global]\n"
-            f"pid = {root}/fpm.pid\n"
-            f"error_log = {self.log}\n"
-            "daemonize = no\n"
-            "\n[www]\n"
-            f"{owner}"
-            f"listen = {sock}\n"
-            f"listen.mode = {mode}\n"
-            f"listen.backlog = {BACKLOG}\n"
-            "pm = static\n"
-            "pm.max_children = 1\n"
-            "catch_workers_output = yes\n"
-        )
+        self.conf.write_text(fpm_conf(root, self.log, sock, mode=mode, backlog=BACKLOG))
         self.proc = None
 
     def start(self):

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The module under memory checkers, with real nginx and real upstreams:
+#
+#   asan      nginx 1.28.3 (the ngx crate's vendored source) built with
+#             AddressSanitizer and NGX_DEBUG_PALLOC (every pool allocation
+#             is its own malloc, so a pool overrun, a use after the pool is
+#             destroyed or a read of freed pool memory is a report), the
+#             module built against it and loaded; the integration tests and
+#             the storm run against it.
+#   valgrind  the release nginx and module under valgrind memcheck (master
+#             and worker, --trace-children for the binary upgrade's exec);
+#             the storm and most integration test files run under it.
+#
+# Usage: scripts/memcheck.sh [asan|valgrind|all] [pytest arguments...]
+# MEMCHECK_LONG=1 runs the longer storms (asan: 30,000 requests over 300 s;
+# valgrind: 3,000 over 300 s, one worker) instead of the CI-sized ones.
+# Exits non-zero on any report, or on a failing test. Reports stay in
+# .work/memcheck/<mode>/.
+source "$(dirname "$0")/lib.sh"
+
+mode=${1:-all}
+[ $# -gt 0 ] && shift
+
+# What the checkers run: every integration test but the build tests (they
+# build nginx trees of their own) and the configuration fuzzing (nginx -t
+# alone, which asan covers in a reduced count below).
+SELECT="not test_build"
+
+# The storm's size under each checker (MEMCHECK_LONG=1: the longer run).
+storm_args() {  # asan|valgrind
+    case "$1/${MEMCHECK_LONG:-}" in
+    asan/) echo "--requests 3000 --seconds 30" ;;
+    asan/*) echo "--requests 30000 --seconds 300" ;;
+    valgrind/) echo "--requests 600 --seconds 60 --workers 1" ;;
+    valgrind/*) echo "--requests 3000 --seconds 300 --workers 1" ;;
+    esac
+}
+
+run_asan() {
+    local out="$WORK/memcheck/asan"
+    rm -rf "$out" && mkdir -p "$out"
+    say "building nginx with AddressSanitizer and NGX_DEBUG_PALLOC, and the module against it"
+    (cd "$ROOT" && NGX_CFLAGS="-fsanitize=address -fno-omit-frame-pointer -DNGX_DEBUG_PALLOC=1 -g -O1" \
+        NGX_LDFLAGS="-fsanitize=address" cargo build --release --locked --target-dir target/asan)
+    local nginx
+    nginx=$(ls -t "$ROOT"/target/asan/release/build/nginx-sys-*/out/objs/nginx | head -1)
+    local so="$ROOT/target/asan/release/libngx_http_upstream_cause_module.so"
+    ldd "$nginx" | grep -q libasan || { echo "$nginx is not linked with libasan" >&2; return 1; }
+
+    # Leak checking is off: nginx never frees its first cycle, by design,
+    # and at exit it unloads the module, whose statics held the rest (LSan
+    # then sees them as lost). What is looked for is misuse: overruns, use
+    # after free, double free.
+    export ASAN_OPTIONS="log_path=$out/asan:detect_leaks=0:abort_on_error=0"
+    say "integration tests and the storm against the AddressSanitizer build ($nginx)"
+    local rc=0
+    (cd "$ROOT" && NGINX_BIN="$nginx" UPSTREAM_CAUSE_MODULE="$so" GO_SERVICE="$WORK/bin/go-service" \
+        CONF_FUZZ_N=${CONF_FUZZ_N:-300} STORM_ARGS="$(storm_args asan)" \
+        /usr/bin/python3 -m pytest -p no:cacheprovider -q tests -k "$SELECT" "$@") || rc=$?
+    unset ASAN_OPTIONS
+    local reports
+    reports=$(find "$out" -name 'asan.*' | wc -l)
+    say "AddressSanitizer: $reports reports"
+    if [ "$reports" -gt 0 ]; then
+        grep -h -A30 'ERROR: AddressSanitizer' "$out"/asan.* | head -200 >&2
+        return 1
+    fi
+    return $rc
+}
+
+# Under valgrind (20 to 50 times slower), CI runs the storm and the files
+# of the fault kinds, the reporting paths, the counters and the HTTP/2 and
+# FastCGI upstreams; MEMCHECK_LONG=1 runs every file.
+if [ -n "${MEMCHECK_LONG:-}" ]; then
+    VALGRIND_TESTS=(tests)
+else
+    VALGRIND_TESTS=(tests/test_storm.py tests/test_faults.py tests/test_reporting.py tests/test_machinery.py
+        tests/test_metrics.py tests/test_h2_upstreams.py tests/test_phpfpm.py)
+fi
+
+run_valgrind() {
+    local out="$WORK/memcheck/valgrind"
+    rm -rf "$out" && mkdir -p "$out"
+    need_packages valgrind
+    build_all
+    say "integration tests and the storm under valgrind memcheck"
+    local rc=0
+    (cd "$ROOT" && NGINX_BIN="$WORK/bin/nginx" UPSTREAM_CAUSE_MODULE="$WORK/modules/ngx_http_upstream_cause_module.so" \
+        GO_SERVICE="$WORK/bin/go-service" STORM_ARGS="$(storm_args valgrind)" \
+        NGINX_WRAPPER="valgrind --tool=memcheck --trace-children=yes --num-callers=40 --log-file=$out/vg.%p" \
+        /usr/bin/python3 -m pytest -p no:cacheprovider -q "${VALGRIND_TESTS[@]}" -k "$SELECT and not conf_fuzz" "$@") ||
+        rc=$?
+    local procs errors
+    procs=$(grep -l 'ERROR SUMMARY' "$out"/vg.* | wc -l)
+    errors=$(grep -h 'ERROR SUMMARY' "$out"/vg.* | awk '{ n += $4 } END { print n + 0 }')
+    say "valgrind: $errors errors in $procs nginx processes"
+    [ "$procs" -gt 0 ] || { echo "valgrind ran no nginx process" >&2; return 1; }
+    if [ "$errors" -gt 0 ]; then
+        grep -l 'ERROR SUMMARY: [1-9]' "$out"/vg.* | head -3 | xargs cat >&2
+        return 1
+    fi
+    return $rc
+}
+
+need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+need_cargo
+case "$mode" in
+asan) build_go && run_asan "$@" ;;
+valgrind) run_valgrind "$@" ;;
+all) build_all && run_asan "$@" && run_valgrind "$@" ;;
+*)
+    echo "usage: scripts/memcheck.sh [asan|valgrind|all] [pytest arguments...]" >&2
+    exit 2
+    ;;
+esac
