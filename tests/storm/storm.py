@@ -67,20 +67,6 @@ BAD_LINES = re.compile(r"\[alert\]|\[emerg\]|exited on signal|upstream_cause: in
 EXPECTED_CRIT = re.compile(r"connect\(\) to unix:\S+ failed \(2: No such file or directory\)")
 
 
-# Module bugs this storm found, while they are open: the errors they cause
-# are marked in the report, and still fail the run. (Found and fixed: a
-# reset while connecting classified connect_error; counter labels cut at
-# 64 bytes.)
-KNOWN_BUGS = []
-
-
-def known_bug(text):
-    for tag, rx, _ in KNOWN_BUGS:
-        if rx.search(text):
-            return tag
-    return None
-
-
 def nginx_features(binary):
     """(version, configure arguments) of the nginx under test."""
     import subprocess
@@ -716,15 +702,9 @@ class Storm:
                 print(f"  [{t:7.2f}s] {text}")
         print(f"  stopped everything it started: "
               f"{'yes' if not self.leftover else 'NO, still running: ' + ', '.join(self.leftover)}")
-        tags = [known_bug(e) for e in self.errors]
-        known = {t: tags.count(t) for t in sorted(set(tags) - {None})}
-        print(f"  errors: {len(self.errors)}" + (
-            " (" + ", ".join(f"{n} from known module bug {t}" for t, n in known.items()) + ")" if known else ""))
-        for t, rx, what in KNOWN_BUGS:
-            if t in known:
-                print(f"    known module bug {t}: {what}")
-        for e, t in list(zip(self.errors, tags))[:60]:
-            print(f"    {'[bug ' + t + '] ' if t else ''}{e}")
+        print(f"  errors: {len(self.errors)}")
+        for e in self.errors[:60]:
+            print(f"    {e}")
         if len(self.errors) > 60:
             print(f"    ... and {len(self.errors) - 60} more")
         print(f"storm: {'PASS' if not self.errors else 'FAIL'} in {time.monotonic() - self.t_start:.1f} s")
