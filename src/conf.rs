@@ -138,6 +138,7 @@ unsafe fn name_and_arg<'a>(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'a
     // SAFETY: the parser passes a valid cf whose args hold the directive
     // name and, for TAKE1 directives, exactly one argument.
     let args = unsafe { (*(*cf).args).as_slice::<ngx_str_t>() };
+    // SAFETY: the parser passes the command being handled.
     let name = unsafe { (*cmd).name.as_bytes() };
     (
         name,

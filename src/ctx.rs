@@ -261,6 +261,7 @@ fn cell(req: &ngx_http_request_t) -> Option<&RefCell<Ctx>> {
     }
     // SAFETY: the pool and its cleanup chain are valid for a live request.
     let mut cln = unsafe { (*req.pool).cleanup };
+    // SAFETY: each link is null or a live cleanup of the request's pool.
     while let Some(c) = unsafe { cln.as_ref() } {
         if c.handler.map(|h| h as usize) == Some(cleanup as *const () as usize) {
             // SAFETY: our handler's data is always a Slot, in the request

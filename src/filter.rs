@@ -21,26 +21,31 @@ fn next(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls header filters with a live request.
-    if let Some(req) = unsafe { r.as_mut() } {
+    if let Some(req) = unsafe { r.as_ref() } {
         // Only a response to a proxied request can carry a cause, or a
         // header of our name from an upstream.
         if req.main == r && !req.upstream.is_null() {
             if let Some(lcf) = Module::location_conf(req).filter(|l| l.header.len != 0) {
-                crate::guard((), || add_header(req, lcf));
+                crate::guard((), || add_header(r, lcf));
             }
         }
     }
     next(r)
 }
 
-fn add_header(req: &mut ngx_http_request_t, lcf: &crate::conf::LocConf) {
+/// The request's headers are changed through `r`, with no reference to the
+/// request held: a list allocation that fails logs, and the log tap then
+/// reads the same request.
+fn add_header(r: *mut ngx_http_request_t, lcf: &crate::conf::LocConf) {
     let Some(name) = lcf.header_name() else { return };
-    strip(req, name);
+    // SAFETY: the live request's response headers.
+    strip(unsafe { &raw mut (*r).headers_out.headers.part }, name);
     if !lcf.enabled() {
         return;
     }
     let cause = {
-        let view = ctx::view(req);
+        // SAFETY: the live request, read only while `view` lives.
+        let view = ctx::view(unsafe { &*r });
         if view.quiet() {
             return;
         }
@@ -50,7 +55,7 @@ fn add_header(req: &mut ngx_http_request_t, lcf: &crate::conf::LocConf) {
         cause
     };
     // SAFETY: the response header list of a live request.
-    let h = unsafe { ngx_list_push(&mut req.headers_out.headers) }.cast::<ngx_table_elt_t>();
+    let h = unsafe { ngx_list_push(&raw mut (*r).headers_out.headers) }.cast::<ngx_table_elt_t>();
     // SAFETY: fresh list element, or null on allocation failure.
     if let Some(h) = unsafe { h.as_mut() } {
         h.hash = 1;
@@ -68,9 +73,9 @@ fn add_header(req: &mut ngx_http_request_t, lcf: &crate::conf::LocConf) {
 }
 
 /// Hides any header of our name that came from elsewhere (the upstream).
-fn strip(req: &mut ngx_http_request_t, name: &[u8]) {
+fn strip(first: *mut ngx::ffi::ngx_list_part_t, name: &[u8]) {
+    let mut part = first;
     // SAFETY: the headers_out list of a live request: parts of valid elements.
-    let mut part = &raw mut req.headers_out.headers.part;
     while let Some(p) = unsafe { part.as_mut() } {
         let elts = p.elts.cast::<ngx_table_elt_t>();
         for i in 0..p.nelts {

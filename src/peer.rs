@@ -176,7 +176,8 @@ unsafe extern "C" fn get_peer<const I: usize>(pc: *mut ngx_peer_connection_t, da
             let (state, us) = unsafe { ((*u).state, (*u).upstream) };
             // SAFETY: the request's upstream group, live for the cycle.
             let saturated = unsafe { saturated(us) };
-            if let (Some(idx), Some(mut ctx)) = (ctx::state_index(r, state), ctx::get_or_create(r)) {
+            let found = ctx::state_index(r, state).and_then(|idx| Some((idx, ctx::get_or_create(r)?)));
+            if let Some((idx, mut ctx)) = found {
                 let obs = Observation {
                     saturated,
                     ..Default::default()

@@ -96,8 +96,10 @@ pub unsafe fn arm(log: *mut ngx_log_t) {
 
 unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_char, len: usize) {
     // SAFETY: nginx calls the writer with its log and the formatted line;
-    // wdata is the table entry we installed with this writer.
-    let (Some(l), Some(tap)) = (unsafe { log.as_mut() }, unsafe {
+    // wdata is the table entry we installed with this writer. The log is
+    // only read through `l` (capture can log again, on this same log: a
+    // pool allocation that fails), and written through `log` below.
+    let (Some(l), Some(tap)) = (unsafe { log.as_ref() }, unsafe {
         (*log).wdata.cast::<Option<Saved>>().as_ref().and_then(Option::as_ref)
     }) else {
         return;
@@ -105,6 +107,7 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
     let line: &[u8] = if buf.is_null() {
         &[]
     } else {
+        // SAFETY: nginx's formatted line, len bytes at buf.
         unsafe { core::slice::from_raw_parts(buf, len) }
     };
 
@@ -133,7 +136,9 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
             // SAFETY: file is the log's open file; buf/len are nginx's line.
             let n = unsafe { libc::write((*l.file).fd, buf.cast(), len) };
             if n == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSPC) {
-                l.disk_full_time = now;
+                // SAFETY: the live log nginx called us with; no reference
+                // to it is held across this write.
+                unsafe { (*log).disk_full_time = now };
             }
         }
     }

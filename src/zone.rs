@@ -26,7 +26,7 @@ use crate::ctx::{Ctx, BEFORE_ANY};
 use crate::{MainConf, Module};
 
 /// Marks a table of this layout (changed layouts start afresh).
-const MAGIC: u64 = 0x7563_7a6f_6e65_0001;
+const MAGIC: u64 = 0x7563_7a6f_6e65_0002;
 
 /// What the zone holds: bookkeeping, then `capacity` series.
 #[repr(C)]
@@ -410,9 +410,13 @@ unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         let mut text = Text(Vec::with_capacity(1024 + snapshot.len() * 160));
         render_prometheus(&mut text, &mut snapshot, &header, capacity);
+        // Label values are nginx's bytes (group names, addresses, a client's
+        // Host under `proxy_pass http://$host`), not always UTF-8 as the
+        // format wants: what is not is replaced, not refused.
+        let body = String::from_utf8_lossy(&text.0);
 
         req.set_status(ngx::http::HTTPStatus::OK);
-        req.set_content_length_n(text.0.len());
+        req.set_content_length_n(body.len());
         // SAFETY: the live request's headers; the type string is static.
         unsafe {
             let ct: &'static [u8] = b"text/plain; version=0.0.4";
@@ -426,10 +430,7 @@ unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         if rc == Status::NGX_ERROR || rc.0 > Status::NGX_OK.0 || req.header_only() {
             return rc.into();
         }
-        let Ok(s) = core::str::from_utf8(&text.0) else {
-            return Status::NGX_ERROR.into();
-        };
-        let Some(mut buf) = req.pool().create_buffer_from_str(s) else {
+        let Some(mut buf) = req.pool().create_buffer_from_str(&body) else {
             return Status::NGX_ERROR.into();
         };
         buf.set_last_buf(req.is_main());

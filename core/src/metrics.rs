@@ -108,18 +108,19 @@ impl Series {
 }
 
 /// A label value as the table keeps it: as it is up to [`LABEL_MAX`]
-/// bytes; longer, its first bytes, `~` and 8 hex digits of a hash of the
-/// whole value (exactly [`LABEL_MAX`] bytes).
+/// bytes; longer, its first bytes (up to 119, never half a UTF-8
+/// character), `~` and 8 hex digits of a hash of the whole value.
 pub enum Label<'a> {
     Whole(&'a [u8]),
-    Shortened([u8; LABEL_MAX]),
+    /// The bytes and how many of them are the label.
+    Shortened([u8; LABEL_MAX], usize),
 }
 
 impl Label<'_> {
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Label::Whole(v) => v,
-            Label::Shortened(buf) => buf,
+            Label::Shortened(buf, len) => &buf[..*len],
         }
     }
 }
@@ -129,15 +130,20 @@ pub fn label(v: &[u8]) -> Label<'_> {
         return Label::Whole(v);
     }
     let mut buf = [0; LABEL_MAX];
-    let keep = LABEL_MAX - 1 - HASH_DIGITS;
+    // not in the middle of a UTF-8 character (the rest of `buf` is zero
+    // bytes, then, and stays out of the label)
+    let mut keep = LABEL_MAX - 1 - HASH_DIGITS;
+    while keep > 0 && v[keep] & 0xc0 == 0x80 {
+        keep -= 1;
+    }
     buf[..keep].copy_from_slice(&v[..keep]);
     buf[keep] = b'~';
     let h = fnv1a(v.iter().copied());
-    for (i, d) in buf[keep + 1..].iter_mut().enumerate() {
+    for (i, d) in buf[keep + 1..keep + 1 + HASH_DIGITS].iter_mut().enumerate() {
         let nibble = (h >> (4 * (HASH_DIGITS - 1 - i))) & 0xf;
         *d = b"0123456789abcdef"[nibble as usize];
     }
-    Label::Shortened(buf)
+    Label::Shortened(buf, keep + 1 + HASH_DIGITS)
 }
 
 /// FNV-1a, 64 bits: stable across processes (the table is shared).
@@ -553,6 +559,14 @@ nginx_upstream_cause_responses_total{upstream=\"backend\",cause=\"connect_refuse
         assert_eq!(kept.iter().map(|s| s.count).sum::<u64>(), 3);
         assert_eq!(label(&a).as_bytes(), label(&a).as_bytes());
         assert_eq!(label(b"short").as_bytes(), b"short");
+        // a two-byte character across the cut is kept whole or not at all
+        let utf8 = "\u{e9}".repeat(100);
+        let shortened = label(utf8.as_bytes());
+        let text = core::str::from_utf8(shortened.as_bytes()).expect("valid UTF-8");
+        assert!(
+            text.starts_with(&"\u{e9}".repeat(59)) && text.len() == 118 + 9,
+            "{text}"
+        );
     }
 
     #[test]
