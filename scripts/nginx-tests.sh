@@ -177,7 +177,7 @@ run_one() {  # mode, file
         outcome=passed
     fi
     if [ "$outcome" = failed ]; then
-        detail=$(failures "$log" | sed -E 's#/[^ ]*/nginx-test-[^/ ]+#<testdir>#g' | head -5 | paste -sd'|' -)
+        detail=$(failures "$log" | sed -E 's#/[^ ]*/nginx-test-[^/ ]+#<testdir>#g' | sed -n 1,5p | paste -sd'|' -)
         [ -n "$detail" ] || detail="prove exited $rc"
     fi
     # [alert] lines, "worker process N exited on signal S" among them, and
@@ -328,7 +328,7 @@ done
     echo "error-log alerts of the module run that the plain run does not have (${#module_alerts[@]} files):"
     for f in "${module_alerts[@]}"; do
         echo "  $f:"
-        comm -13 <(sort -u "$OUT/plain/${f%.t}.alerts") <(sort -u "$OUT/module/${f%.t}.alerts") | head -5 | sed 's/^/    /'
+        comm -13 <(sort -u "$OUT/plain/${f%.t}.alerts") <(sort -u "$OUT/module/${f%.t}.alerts") | sed -n 1,5p | sed 's/^/    /'
     done
     echo
     echo "the module at work (module run's error logs): $(cat "$OUT"/module/*.cause | awk '{ n += $1; f += ($1 > 0) } END { print n + 0 " enriched upstream_cause= lines in " f + 0 " files" }'); internal errors: $(cat "$OUT"/module/*.cause | awk '{ n += $2 } END { print n + 0 }')"

@@ -224,7 +224,7 @@ class Nginx:
 
     def access_for(self, uri, count=1, timeout=10.0):
         """The access-log entries of `uri`, waiting (bounded) for `count`."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * WRAPPER_SLOWDOWN
         while True:
             found = [e for e in self.access_entries() if e["uri"] == uri]
             if len(found) >= count or time.monotonic() > deadline:
@@ -233,7 +233,7 @@ class Nginx:
             time.sleep(0.02)
 
     def wait_error(self, pattern, timeout=10.0):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * WRAPPER_SLOWDOWN
         rx = re.compile(pattern)
         while True:
             hits = [l for l in self.error_lines() if rx.search(l)]

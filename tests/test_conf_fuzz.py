@@ -792,7 +792,7 @@ def test_conf_fuzz(tmp_path):
         assert outcomes["ok"] and outcomes["emerg"], f"one outcome never happened: {dict(outcomes)}"
 
 
-# ------------------------------------------------------------------ known bugs
+# ------------------------------------------------------------------ bugs found (fixed)
 # Minimal reproducers of what the fuzzer found; each fails until the module
 # is fixed, with the same judge() as the fuzzer.
 
@@ -835,7 +835,7 @@ def test_metrics_without_zone_names_the_metrics_line(tmp_path):
     (b"upstream_cause_header", [b"\xff" * 340]),  # each byte becomes a 3-byte U+FFFD in the message
     (b"upstream_cause_log", [b"A" * 1000]),
     (ZONE, [b"uc", b"9" * 1000]),
-    (b"upstream_cause", [b"A" * 1000]),  # the text is nginx's ngx_conf_set_flag_slot's
+    (b"upstream_cause", [b"A" * 1000]),  # the module's own flag handler (nginx's quotes the whole value)
 ], ids=["header", "header-binary", "log", "zone-size", "flag"])
 def test_a_long_value_keeps_the_directive_name(tmp_path, name, args):
     """nginx cuts a configuration error at 1024 bytes (NGX_MAX_CONF_ERRSTR),

@@ -260,6 +260,8 @@ class NginxCtl:
         self.module = str(Path(module).resolve())
         self.prefix = prefix
         self.wrapper = wrapper or []
+        # nginx under a wrapper (valgrind) starts, reloads and stops slower
+        self.slow = 4 if self.wrapper else 1
         self.workers_n = workers
         self.conf = prefix / "nginx.conf"
         self.pid_file = prefix / "logs/nginx.pid"
@@ -288,6 +290,7 @@ class NginxCtl:
             return None
 
     def start(self, port, timeout=60):
+        timeout *= self.slow
         out = open(self.prefix / "logs/stderr.log", "a")
         rc = subprocess.run(self.cmd(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             timeout=timeout).returncode
@@ -311,6 +314,7 @@ class NginxCtl:
 
     def wait_workers_replaced(self, old, timeout=30.0):
         """After a reload: every old worker gone, `workers_n` new ones."""
+        timeout *= self.slow
         deadline = time.monotonic() + timeout
         while True:
             now = set(self.workers())
@@ -327,6 +331,7 @@ class NginxCtl:
         return self.wait_workers_replaced(old, timeout)
 
     def upgrade_start(self, timeout=60.0):
+        timeout *= self.slow
         """USR2: the master re-executes its binary; returns the new master
         once it has its workers (the old one keeps its own)."""
         old = self.master
@@ -346,6 +351,7 @@ class NginxCtl:
 
     def upgrade_finish(self, old, new, timeout=60.0):
         """WINCH to the old master (its workers finish and leave), then QUIT."""
+        timeout *= self.slow
         os.kill(old, signal.SIGWINCH)
         deadline = time.monotonic() + timeout
         # (the new master is the old one's child until the old one exits)
@@ -361,6 +367,7 @@ class NginxCtl:
         self.master = new
 
     def stop(self, timeout=20.0):
+        timeout *= self.slow
         for pid in reversed(self.masters):
             if alive(pid):
                 try:
