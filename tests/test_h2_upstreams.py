@@ -216,18 +216,28 @@ def grpc_nginx(nginx_factory, grpc_server):
     }}""")
 
 
+# What the kernel sends for a killed process's socket, and what nginx says.
+KILLED = {
+    "upstream_prematurely_closed": CLOSED_DETAIL,
+    "upstream_reset": "recv() failed (104: Connection reset by peer) while reading response header from upstream",
+}
+
+
 def test_grpc_server_killed_mid_call(grpc_nginx, grpc_server):
     """kill -9 while the call is in its handler: the kernel closes the
-    server's sockets with a FIN (grpc-core had read every byte nginx sent),
-    nginx logs `[error] ... upstream prematurely closed connection while
-    reading response header from upstream` and answers 502."""
+    server's sockets with a FIN when grpc-core had read every byte nginx
+    sent (nginx logs `upstream prematurely closed connection while reading
+    response header from upstream`), with an RST when a frame of nginx's was
+    still unread as the process died (`recv() failed (104: Connection reset
+    by peer)`); 502 either way, and the cause follows what the kernel sent
+    (CI saw the RST once, on a loaded machine)."""
     r = call_and_stop(grpc_nginx, grpc_server, signal.SIGKILL)
-    cause = "upstream_prematurely_closed"
     assert r.status == 502
-    assert r.header("X-Upstream-Cause") == cause
+    cause = r.header("X-Upstream-Cause")
+    assert cause in KILLED
     (e,) = grpc_nginx.access_for("/test.Echo/Sleep")
     assert e["upstream_status"] == "502"
-    assert (e["upstream_cause"], e["upstream_cause_list"], e["upstream_cause_detail"]) == (cause, cause, CLOSED_DETAIL)
+    assert (e["upstream_cause"], e["upstream_cause_list"], e["upstream_cause_detail"]) == (cause, cause, KILLED[cause])
     (line,) = grpc_nginx.cause_lines("/test.Echo/Sleep")
     assert f"upstream_cause={cause} status=502 attempts=1 " in line
 
