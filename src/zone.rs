@@ -138,13 +138,14 @@ pub extern "C" fn set_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _co
         // SAFETY: the file being parsed (its name may live in a buffer that
         // the include frees: copied into the configuration's pool).
         let (file, line) = unsafe { ((*cf_ref.conf_file).file.name, (*cf_ref.conf_file).line) };
-        // SAFETY: the configuration's pool and the name's bytes.
-        let copy = unsafe { ngx::ffi::ngx_pstrdup(cf_ref.pool, &file as *const ngx_str_t as *mut ngx_str_t) };
-        if copy.is_null() {
-            return NGX_CONF_ERROR;
-        }
+        let pool = cf_ref.pool;
         if let Some(mcf) = Module::main_conf_mut(cf_ref) {
             if mcf.metrics_at.is_none() {
+                // SAFETY: the configuration's pool and the name's bytes.
+                let copy = unsafe { ngx::ffi::ngx_pstrdup(pool, &file as *const ngx_str_t as *mut ngx_str_t) };
+                if copy.is_null() {
+                    return NGX_CONF_ERROR;
+                }
                 mcf.metrics_at = Some((
                     ngx_str_t {
                         len: file.len,
@@ -271,14 +272,14 @@ fn table(mcf: &MainConf) -> Option<(SlabPool, NonNull<Shared>)> {
 
 /// A label buffer for a host:port (a host name is at most 253 bytes); the
 /// table shortens what is longer than its labels.
-struct Label {
+struct HostPort {
     buf: [u8; 272],
     len: usize,
 }
 
-impl Label {
-    fn of(parts: &[&[u8]]) -> Label {
-        let mut l = Label { buf: [0; 272], len: 0 };
+impl HostPort {
+    fn of(parts: &[&[u8]]) -> HostPort {
+        let mut l = HostPort { buf: [0; 272], len: 0 };
         let mut out = FixedBuf::new(&mut l.buf);
         for p in parts {
             out.put(p);
@@ -293,21 +294,21 @@ impl Label {
 
 /// The `upstream` label: the group's name, or host:port of an implicit
 /// upstream (`proxy_pass http://127.0.0.1:8081`, or a variable's value).
-fn upstream_label(uscf: *const ngx_http_upstream_srv_conf_t, r: &ngx_http_request_t) -> Label {
+fn upstream_label(uscf: *const ngx_http_upstream_srv_conf_t, r: &ngx_http_request_t) -> HostPort {
     // SAFETY: null or an upstream configuration of the running cycle.
     if let Some(us) = unsafe { uscf.as_ref() } {
         if us.flags & NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t != 0 || us.port == 0 {
-            return Label::of(&[us.host.as_bytes()]);
+            return HostPort::of(&[us.host.as_bytes()]);
         }
         let mut port = [0u8; 20];
-        return Label::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
+        return HostPort::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
     }
     // SAFETY: the request's upstream and its resolved part, if any.
     if let Some(res) = unsafe { r.upstream.as_ref().and_then(|u| u.resolved.as_ref()) } {
         let mut port = [0u8; 20];
-        return Label::of(&[res.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(res.port))]);
+        return HostPort::of(&[res.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(res.port))]);
     }
-    Label::of(&[b"-"])
+    HostPort::of(&[b"-"])
 }
 
 /// Counts the request's failed attempts and, if its final status was

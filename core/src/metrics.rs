@@ -138,7 +138,7 @@ pub fn label(v: &[u8]) -> Label<'_> {
     }
     buf[..keep].copy_from_slice(&v[..keep]);
     buf[keep] = b'~';
-    let h = fnv1a(v.iter().copied());
+    let h = Fnv::new().eat(v).finish();
     for (i, d) in buf[keep + 1..keep + 1 + HASH_DIGITS].iter_mut().enumerate() {
         let nibble = (h >> (4 * (HASH_DIGITS - 1 - i))) & 0xf;
         *d = b"0123456789abcdef"[nibble as usize];
@@ -146,14 +146,24 @@ pub fn label(v: &[u8]) -> Label<'_> {
     Label::Shortened(buf, keep + 1 + HASH_DIGITS)
 }
 
-/// FNV-1a, 64 bits: stable across processes (the table is shared).
-fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// FNV-1a, 64 bits, fed in slices: stable across processes (the table is
+/// shared).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    h
+    fn eat(mut self, bytes: &[u8]) -> Fnv {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
+    fn finish(self) -> u64 {
+        self.0
+    }
 }
 
 /// What a series is counted under.
@@ -190,21 +200,13 @@ impl<'a> Key<'a> {
     }
 
     fn hash(&self) -> u64 {
-        // FNV-1a over the labels, fed in slices (an iterator chain costs
-        // more per byte): stable across processes (shared memory).
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for &b in bytes {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        eat(&[self.family as u8, self.cause.to_u8()]);
-        eat(&self.status.to_le_bytes());
-        eat(self.upstream);
-        eat(&[0xff]);
-        eat(self.peer);
-        h
+        Fnv::new()
+            .eat(&[self.family as u8, self.cause.to_u8()])
+            .eat(&self.status.to_le_bytes())
+            .eat(self.upstream)
+            .eat(&[0xff])
+            .eat(self.peer)
+            .finish()
     }
 }
 
