@@ -17,88 +17,49 @@ use core::alloc::Layout;
 use core::cell::{Cell, Ref, RefCell, RefMut, UnsafeCell};
 use core::ffi::c_void;
 use core::ops::Deref;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_pool_cleanup_add,
-    ngx_pool_cleanup_t,
+    ngx_http_request_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_http_upstream_t, ngx_msec_t,
+    ngx_pool_cleanup_add, ngx_pool_cleanup_t, ngx_uint_t,
 };
+use upstream_cause_core::observed::Heard;
+use upstream_cause_core::{summarize, At, End, Observation, Observed, State, Summary};
 
-use upstream_cause_core::render::Entry;
-use upstream_cause_core::text::{Message, MessageKind};
-use upstream_cause_core::{classify, Cause, End, Observation};
+/// An upstream group of the running configuration: the counters' label of
+/// an attempt. Groups live as long as their cycle, which outlives its
+/// requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upstream(NonNull<ngx_http_upstream_srv_conf_t>);
 
-/// Attempts recorded per request; later ones render from nginx's own state
-/// only (`-` or `via_upstream`).
-pub const MAX_ATTEMPTS: usize = 16;
-/// Bytes of nginx error text kept for the latest failed attempt.
-pub const DETAIL_MAX: usize = 480;
-/// The "attempt" index of a failure before any attempt.
-pub const BEFORE_ANY: usize = usize::MAX;
+impl Upstream {
+    /// The group `u` is on (none for an address a variable gave).
+    pub fn of(u: &ngx_http_upstream_t) -> Option<Upstream> {
+        NonNull::new(u.upstream).map(Upstream)
+    }
 
-#[derive(Clone, Copy)]
-pub struct Attempt {
-    pub recorded: bool,
-    pub obs: Observation,
-    /// The upstream the attempt was made to (for the counters' label).
-    pub upstream: *const ngx_http_upstream_srv_conf_t,
-}
-
-impl Default for Attempt {
-    fn default() -> Self {
-        Attempt {
-            recorded: false,
-            obs: Observation::default(),
-            upstream: ptr::null(),
-        }
+    pub fn conf(&self) -> &ngx_http_upstream_srv_conf_t {
+        // SAFETY: a group of the request's cycle (see the type).
+        unsafe { self.0.as_ref() }
     }
 }
 
-/// Lazily allocated when the first failure signal of the request arrives,
-/// so a successful request allocates none of it.
+/// What a request's failure signals made: its records, and the summary
+/// last made from them (with what it was made from).
 pub struct Records {
-    pub attempts: [Attempt; MAX_ATTEMPTS],
-    pub detail: [u8; DETAIL_MAX],
-    pub detail_len: usize,
-    /// The attempt `detail` belongs to ([`BEFORE_ANY`] for `pre`).
-    pub detail_idx: usize,
-    /// A failure before any attempt (the resolver), when there is no
-    /// upstream state to attribute it to.
-    pub pre: Option<Message>,
-    /// Each attempt's cause, once classified, keyed by the nginx state it
-    /// was computed from (status, header received): the variables, the
-    /// header and the log line all ask, classification runs once. Cleared
-    /// when a new observation arrives.
-    memo: [Cell<Option<Memo>>; MAX_ATTEMPTS],
+    observed: Observed<Upstream>,
+    summary: Cell<Option<(Key, Summary<Upstream>)>>,
 }
 
-type Memo = (u16, bool, Option<Cause>);
-
-/// Appended to the detail of a failure on a connection from the keepalive
-/// cache: its usual fix differs (the upstream's idle timeout is shorter
-/// than nginx's reuse of the connection).
-pub const REUSED_MARK: &[u8] = b" (reused keepalive connection)";
-
-impl Records {
-    /// Marks the detail as a failure on a reused connection, if it is
-    /// attempt `idx`'s and that attempt was on one.
-    pub fn mark_reused(&mut self, idx: usize) {
-        let reused = self.attempts.get(idx).is_some_and(|a| a.recorded && a.obs.reused);
-        let len = self.detail_len;
-        if !reused || self.detail_idx != idx || len == 0 || self.detail[..len].ends_with(REUSED_MARK) {
-            return;
-        }
-        let at = len.min(DETAIL_MAX - REUSED_MARK.len());
-        self.detail[at..at + REUSED_MARK.len()].copy_from_slice(REUSED_MARK);
-        self.detail_len = at + REUSED_MARK.len();
-    }
-
-    /// Forgets attempt `idx`'s cause: something new was observed.
-    pub fn observed(&self, idx: usize) {
-        if let Some(m) = self.memo.get(idx) {
-            m.set(None);
-        }
-    }
+/// What a summary depends on besides the records: nginx's states (only
+/// the last one still changes), the group and the response status.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    changes: u32,
+    states: usize,
+    last: Option<State>,
+    current: Option<Upstream>,
+    status: ngx_uint_t,
 }
 
 /// Bytes of request pool the context takes (with its pool cleanup), once a
@@ -114,8 +75,7 @@ pub const RECORDS_BYTES: usize = core::mem::size_of::<Records>();
 /// has none); what the variables, the header and the log line read is a
 /// [`view`], which also covers requests without one.
 pub struct Ctx {
-    pub r: *mut ngx_http_request_t,
-    pub records: *mut Records,
+    records: Option<NonNull<Records>>,
     /// The records came from the worker's cache (and go back to it).
     cached: bool,
 }
@@ -124,13 +84,13 @@ pub struct Ctx {
 /// of a request after an internal redirect, also while the context is
 /// borrowed), and the context.
 struct Slot {
-    r: *mut ngx_http_request_t,
+    r: *const ngx_http_request_t,
     cell: RefCell<Ctx>,
 }
 
 /// Records a worker keeps for reuse: when a failed request's pool is
 /// destroyed its records return here, so the next failure takes them
-/// instead of 1.3 KB of its own pool (which, late in a request, usually
+/// instead of 1.4 KB of its own pool (which, late in a request, usually
 /// means a new pool block: a malloc and a free per failed request). At
 /// most `CACHED` records per process are made this way, by the process's
 /// allocator, and never freed: the cache is a static, and so is what it
@@ -198,15 +158,16 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
     let Ok(mut ctx) = slot.cell.try_borrow_mut() else {
         return;
     };
-    if ctx.cached && !ctx.records.is_null() {
-        CACHE.give(ctx.records);
-        ctx.records = ptr::null_mut();
+    if ctx.cached {
+        if let Some(p) = ctx.records.take() {
+            CACHE.give(p.as_ptr());
+        }
     }
 }
 
 /// What the variables, the header and the log line read: the request's
 /// context, borrowed for as long as the request is, or, for a request
-/// without one, a bare context over nginx's own upstream states.
+/// without one, an empty context (nginx's own upstream states alone).
 pub enum View<'r> {
     Held(Ref<'r, Ctx>),
     Bare(Ctx),
@@ -222,14 +183,12 @@ impl Deref for View<'_> {
     }
 }
 
-/// What there is to read about the request: its context if it has one,
-/// else nginx's own upstream states alone.
+/// What there is to read about the request.
 pub fn view(r: &ngx_http_request_t) -> View<'_> {
     match cell(r).and_then(|c| c.try_borrow().ok()) {
         Some(c) => View::Held(c),
         None => View::Bare(Ctx {
-            r: ptr::from_ref(r).cast_mut(),
-            records: ptr::null_mut(),
+            records: None,
             cached: false,
         }),
     }
@@ -243,7 +202,7 @@ pub fn get(r: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
 
 /// Finds the request's context, also after an internal redirect.
 fn cell(req: &ngx_http_request_t) -> Option<&RefCell<Ctx>> {
-    let r = ptr::from_ref(req).cast_mut();
+    let r = ptr::from_ref(req);
     // SAFETY: `r->ctx` has one slot per HTTP module; ours holds our Slot
     // or null.
     let fast = unsafe { *req.ctx.add(crate::ctx_index()) }.cast::<Slot>();
@@ -284,7 +243,6 @@ pub fn get_or_create(req: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
     if let Some(cell) = cell(req) {
         return cell.try_borrow_mut().ok();
     }
-    let r = ptr::from_ref(req).cast_mut();
     // The pool may log if it fails: the tap must not hear it half made.
     let cln: *mut ngx_pool_cleanup_t = crate::tap::suspended(|| {
         // SAFETY: the request's live pool.
@@ -300,10 +258,9 @@ pub fn get_or_create(req: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
         ptr::write(
             data,
             Slot {
-                r,
+                r: req,
                 cell: RefCell::new(Ctx {
-                    r,
-                    records: ptr::null_mut(),
+                    records: None,
                     cached: false,
                 }),
             },
@@ -318,220 +275,157 @@ pub fn get_or_create(req: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
 }
 
 impl Ctx {
+    fn records(&self) -> Option<&Records> {
+        // SAFETY: our initialised records (cache or request pool), alive
+        // while the context is.
+        self.records.map(|p| unsafe { &*p.as_ptr() })
+    }
+
     /// The records, taken on first use from the worker's cache or else
     /// from the request pool.
-    pub fn records(&mut self) -> Option<&mut Records> {
-        if self.records.is_null() {
+    fn records_mut(&mut self, r: &ngx_http_request_t) -> Option<&mut Records> {
+        if self.records.is_none() {
             let mut p = CACHE.take();
             self.cached = !p.is_null();
             if p.is_null() {
-                // SAFETY: r is the live request owning this Ctx.
-                let pool = unsafe { ngx::core::Pool::from_ngx_pool((*self.r).pool) };
+                // SAFETY: the live request's pool.
+                let pool = unsafe { ngx::core::Pool::from_ngx_pool(r.pool) };
                 // The pool may log if it fails: not to be heard by the tap.
                 p = crate::tap::suspended(|| pool.alloc(core::mem::size_of::<Records>())).cast::<Records>();
             }
-            if p.is_null() {
-                return None;
-            }
-            // SAFETY: suitably aligned pool memory of the right size, ours
-            // alone (fresh, or given back by a finished request).
+            let p = NonNull::new(p)?;
+            // SAFETY: suitably aligned memory of the right size, ours alone
+            // (fresh, or given back by a finished request).
             unsafe {
                 ptr::write(
-                    p,
+                    p.as_ptr(),
                     Records {
-                        attempts: [Attempt::default(); MAX_ATTEMPTS],
-                        detail: [0; DETAIL_MAX],
-                        detail_len: 0,
-                        detail_idx: 0,
-                        pre: None,
-                        memo: [const { Cell::new(None) }; MAX_ATTEMPTS],
+                        observed: Observed::new(),
+                        summary: Cell::new(None),
                     },
                 )
             };
-            self.records = p;
+            self.records = Some(p);
         }
-        // SAFETY: allocated and initialised above, in the request pool.
-        unsafe { self.records.as_mut() }
+        // SAFETY: as in `records`; the context is borrowed mutably.
+        self.records.map(|p| unsafe { &mut *p.as_ptr() })
     }
 
-    pub fn attempt_mut(&mut self, idx: usize) -> Option<&mut Attempt> {
-        self.records()?.attempts.get_mut(idx)
+    /// What was observed, if anything was.
+    pub fn observed(&self) -> Option<&Observed<Upstream>> {
+        self.records().map(|r| &r.observed)
     }
 
-    pub fn recorded(&self, idx: usize) -> Option<&Attempt> {
-        // SAFETY: null or our zero-initialised records in the request pool.
-        let recs = unsafe { self.records.as_ref()? };
-        recs.attempts.get(idx).filter(|a| a.recorded)
+    /// Whether anything was observed of attempt `idx`.
+    pub fn watched(&self, idx: usize) -> bool {
+        self.observed().is_some_and(|o| o.watched(idx).is_some())
     }
 
-    /// The parsed message of attempt `idx` (or of the failure before any
-    /// attempt), which refines the hint.
-    pub fn message_of(&self, idx: usize) -> Option<Message> {
-        if idx == BEFORE_ANY {
-            // SAFETY: null or our records.
-            return unsafe { self.records.as_ref()? }.pre;
-        }
-        self.recorded(idx)?.obs.message
-    }
-
-    pub fn detail_of(&self, idx: usize) -> &[u8] {
-        // SAFETY: null or our records.
-        match unsafe { self.records.as_ref() } {
-            Some(recs) if recs.detail_idx == idx => &recs.detail[..recs.detail_len],
-            _ => &[],
+    /// An upstream error line nginx logged while on `at`.
+    pub fn hear(&mut self, r: &ngx_http_request_t, at: At, heard: Heard<'_>) {
+        if let Some(recs) = self.records_mut(r) {
+            recs.observed.hear(at, heard);
         }
     }
 
-    /// The nginx upstream states of the request (aligned with `$upstream_addr`).
-    pub fn states(&self) -> &[ngx_http_upstream_state_t] {
-        // SAFETY: r is live; upstream_states is null or a valid array of states.
-        unsafe {
-            match (*self.r).upstream_states.as_ref() {
-                Some(a) => a.as_slice::<ngx_http_upstream_state_t>(),
-                None => &[],
+    /// How attempt `idx` ended.
+    pub fn end(&mut self, r: &ngx_http_request_t, idx: usize, end: End, obs: Observation, us: Option<Upstream>) {
+        if let Some(recs) = self.records_mut(r) {
+            recs.observed.end(idx, end, obs, us);
+        }
+    }
+
+    /// What the request reports, worked out once for what is known now.
+    pub fn summary(&self, r: &ngx_http_request_t) -> Summary<Upstream> {
+        let states = states(r);
+        // SAFETY: the request's upstream is null or live.
+        let current = unsafe { r.upstream.as_ref() }.and_then(Upstream::of);
+        let key = Key {
+            changes: self.observed().map_or(0, Observed::changes),
+            states: states.len(),
+            last: states.last().map(state_of),
+            current,
+            status: r.headers_out.status,
+        };
+        let cache = self.records().map(|recs| &recs.summary);
+        if let Some((k, s)) = cache.and_then(Cell::get) {
+            if k == key {
+                return s;
             }
         }
-    }
-
-    /// The cause of attempt `idx`, completing the recorded observation with
-    /// what nginx knows by now (status, header time).
-    pub fn cause_of(&self, idx: usize) -> Option<Cause> {
-        let st = self.states().get(idx)?;
-        let header_received = st.header_time != ngx::ffi::ngx_msec_t::MAX;
-        let status = u16::try_from(st.status).unwrap_or(0);
-        match self.recorded(idx) {
-            Some(a) => {
-                // SAFETY: `recorded` found an attempt, so the records exist.
-                let memo = unsafe { &(*self.records).memo[idx] };
-                if let Some((s, h, cause)) = memo.get() {
-                    if (s, h) == (status, header_received) {
-                        return cause;
-                    }
-                }
-                // An attempt seen only through its log line (no balancer
-                // wrapper: `proxy_pass http://$var` to an address) ends
-                // when nginx stores the status it failed with.
-                let end = match a.obs.end {
-                    End::Open if status >= 500 && !header_received => End::Failed,
-                    end => end,
-                };
-                let o = Observation {
-                    end,
-                    header_received: a.obs.header_received || header_received,
-                    status,
-                    ..a.obs
-                };
-                // SAFETY: r is live, and so is its connection's log.
-                let log = unsafe { (*(*self.r).connection).log };
-                let cause = crate::trace::with_log(log, || classify(&o));
-                memo.set(Some((status, header_received, cause)));
-                cause
-            }
-            None if header_received && status >= 500 => Some(Cause::ViaUpstream),
-            None => None,
+        let status = u16::try_from(key.status).unwrap_or(0);
+        // SAFETY: the live request's connection, and its log.
+        let log = unsafe { (*r.connection).log };
+        let s = crate::trace::with_log(log, || {
+            summarize(self.observed(), states.iter().map(state_of), current, status)
+        });
+        if let Some(cache) = cache {
+            cache.set(Some((key, s)));
         }
-    }
-
-    /// True when there is nothing to report: no failure was observed and no
-    /// upstream answered a 5xx. The success path's one check.
-    pub fn quiet(&self) -> bool {
-        self.records.is_null() && self.states().iter().all(|s| s.status < 500)
-    }
-
-    /// The failure before any attempt, if that is all there is.
-    fn before_any(&self) -> Option<Cause> {
-        if !self.states().is_empty() {
-            return None;
-        }
-        // SAFETY: null or our records.
-        let pre = unsafe { self.records.as_ref()? }.pre?;
-        match pre.kind {
-            MessageKind::ResolveFailed => Some(Cause::ResolveFailed),
-            MessageKind::NoLiveUpstreams => Some(Cause::NoLiveUpstreams),
-            _ => None,
-        }
-    }
-
-    /// Entries for `$upstream_cause_list`, one per upstream state (or the
-    /// one failure before any attempt).
-    pub fn entries<'a>(&self, buf: &'a mut [Entry; 64]) -> &'a [Entry] {
-        if let Some(cause) = self.before_any() {
-            buf[0] = Entry::Attempt(Some(cause));
-            return &buf[..1];
-        }
-        let states = self.states();
-        // Failed attempts and nothing recorded: nobody watched them (they
-        // were made where `upstream_cause` is off): nothing to list.
-        if self.records.is_null()
-            && states
-                .iter()
-                .any(|s| s.status >= 500 && s.header_time == ngx::ffi::ngx_msec_t::MAX)
-        {
-            return &buf[..0];
-        }
-        let n = states.len().min(buf.len());
-        for (i, st) in states.iter().take(n).enumerate() {
-            buf[i] = if st.peer.is_null() && self.recorded(i).is_none() {
-                Entry::Separator
-            } else {
-                Entry::Attempt(self.cause_of(i))
-            };
-        }
-        &buf[..n]
-    }
-
-    /// The final cause: the last attempt's, if it made the response.
-    pub fn final_cause(&self) -> Option<(Cause, usize)> {
-        if let Some(cause) = self.before_any() {
-            return Some((cause, BEFORE_ANY));
-        }
-        let n = self.states().len();
-        let last = n.checked_sub(1)?;
-        // SAFETY: r is live.
-        let status = unsafe { (*self.r).headers_out.status };
-        let cause = upstream_cause_core::final_cause(self.cause_of(last), u16::try_from(status).unwrap_or(0))?;
-        Some((cause, last))
-    }
-
-    /// Index in `r->upstream_states` of the attempt nginx is on (or last
-    /// was on): where `u->state` points.
-    pub fn current_index(&self) -> Option<usize> {
-        // SAFETY: r is live; its upstream is null or live.
-        let u = unsafe { (*self.r).upstream.as_ref()? };
-        // SAFETY: r is live.
-        state_index(unsafe { &*self.r }, u.state)
+        s
     }
 }
 
+/// True when the request has nothing to report: no upstream answered a
+/// 5xx and no failure was observed. The success path's one check.
+#[inline]
+pub fn quiet(r: &ngx_http_request_t) -> bool {
+    states(r).iter().all(|s| s.status < 500)
+        && cell(r)
+            .and_then(|c| c.try_borrow().ok())
+            .is_none_or(|c| c.records.is_none())
+}
+
+/// The nginx upstream states of the request (aligned with `$upstream_addr`).
+pub fn states(r: &ngx_http_request_t) -> &[ngx_http_upstream_state_t] {
+    // SAFETY: upstream_states is null or a valid array of states, as long
+    // as the request.
+    unsafe {
+        r.upstream_states
+            .as_ref()
+            .map_or(&[], |a| a.as_slice::<ngx_http_upstream_state_t>())
+    }
+}
+
+/// Whether a whole response header arrived on the attempt.
+pub fn header_received(st: &ngx_http_upstream_state_t) -> bool {
+    st.header_time != ngx_msec_t::MAX
+}
+
+/// An nginx state as the core reads it.
+fn state_of(st: &ngx_http_upstream_state_t) -> State {
+    State {
+        status: u16::try_from(st.status).unwrap_or(0),
+        header_received: header_received(st),
+        has_peer: !st.peer.is_null(),
+    }
+}
+
+/// The `peer` label of an attempt: its address as nginx names it.
+pub fn peer_label(st: Option<&ngx_http_upstream_state_t>) -> &[u8] {
+    // SAFETY: a state's peer is null or a string valid for the request.
+    st.and_then(|s| unsafe { s.peer.as_ref() })
+        .map_or(&b"-"[..], |p| p.as_bytes())
+}
+
 /// The index of `state` in the request's `upstream_states`.
-pub fn state_index(r: &ngx_http_request_t, state: *mut ngx_http_upstream_state_t) -> Option<usize> {
-    // SAFETY: upstream_states is null or a valid array.
-    let arr = unsafe { r.upstream_states.as_ref()? };
-    let base = arr.elts as usize;
-    let at = state as usize;
+pub fn state_index(r: &ngx_http_request_t, state: *const ngx_http_upstream_state_t) -> Option<usize> {
+    let all = states(r).as_ptr_range();
     let size = core::mem::size_of::<ngx_http_upstream_state_t>();
-    (at >= base && at < base + arr.nelts * size).then(|| (at - base) / size)
+    all.contains(&state)
+        .then(|| (state as usize - all.start as usize) / size)
+}
+
+/// Where a line nginx logs now belongs: the attempt nginx is on (where
+/// `u->state` points), or before any.
+pub fn current_attempt(r: &ngx_http_request_t) -> At {
+    // SAFETY: the request's upstream is null or live.
+    let state = unsafe { r.upstream.as_ref() }.map(|u| u.state);
+    match state.and_then(|s| state_index(r, s)) {
+        Some(idx) => At::Attempt(idx),
+        None => At::BeforeAny,
+    }
 }
 
 const _: () = assert!(core::mem::align_of::<Records>() <= ngx::ffi::NGX_ALIGNMENT);
 const _: () = assert!(core::mem::align_of::<Slot>() <= ngx::ffi::NGX_ALIGNMENT);
-
-/// Marks how the attempt ended, and when new it starts the record.
-pub fn record_end(
-    ctx: &mut Ctx,
-    idx: usize,
-    end: End,
-    obs: Observation,
-    upstream: *const ngx_http_upstream_srv_conf_t,
-) {
-    if let Some(a) = ctx.attempt_mut(idx) {
-        let message = if a.recorded { a.obs.message } else { None };
-        a.obs = Observation { end, message, ..obs };
-        a.recorded = true;
-        a.upstream = upstream;
-    }
-    if let Some(recs) = ctx.records() {
-        recs.observed(idx);
-        recs.mark_reused(idx);
-    }
-}

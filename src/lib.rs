@@ -9,43 +9,26 @@ use core::ptr;
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_uint_t,
-    NGX_HTTP_MODULE,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, NgxHttpCoreModule};
 
 mod conf;
 mod ctx;
-mod filter;
+mod header;
 mod logline;
-mod peer;
-mod slots;
+mod metrics;
+mod observe;
+mod saturation;
 mod tap;
 mod trace;
 mod vars;
+mod wrap;
 mod zone;
 
-use conf::LocConf;
+use conf::{LocConf, MainConf};
 
 pub struct Module;
-
-/// Module-wide state of one configuration cycle.
-pub struct MainConf {
-    /// `upstream_cause_zone`, if configured.
-    zone: *mut ngx::ffi::ngx_shm_zone_t,
-    /// Where the first `upstream_cause_metrics` is (file, line), if any:
-    /// a missing zone is said there.
-    metrics_at: Option<(ngx::ffi::ngx_str_t, ngx_uint_t)>,
-}
-
-impl Default for MainConf {
-    fn default() -> Self {
-        MainConf {
-            zone: ptr::null_mut(),
-            metrics_at: None,
-        }
-    }
-}
 
 static NGX_HTTP_UPSTREAM_CAUSE_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(Module::preconfiguration),
@@ -110,25 +93,27 @@ impl HttpModule for Module {
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         guard(Status::NGX_ERROR.into(), || {
             // SAFETY: nginx's cf during the http block.
-            let cf_ref = unsafe { &mut *cf };
-            let Some(mcf) = Module::main_conf_mut(cf_ref) else {
+            let Some(cf) = (unsafe { cf.as_mut() }) else {
                 return Status::NGX_ERROR.into();
             };
-            // SAFETY: runs after the upstream module's init_main_conf set every peer.init.
-            unsafe { peer::wrap_all(cf) };
-            if zone::check(cf, mcf).is_err() {
+            let Some(mcf) = Module::main_conf(cf) else {
+                return Status::NGX_ERROR.into();
+            };
+            if conf::check_metrics(cf, mcf).is_err() {
                 return Status::NGX_ERROR.into();
             }
+            // After the upstream module's init_main_conf set every peer.init.
+            wrap::balancer::wrap_all(cf);
 
             trace::install();
 
             // SAFETY: the header filter chain is only changed at configuration time.
             unsafe {
-                filter::NEXT = ngx::ffi::ngx_http_top_header_filter;
-                ngx::ffi::ngx_http_top_header_filter = Some(filter::header_filter);
+                header::NEXT = ngx::ffi::ngx_http_top_header_filter;
+                ngx::ffi::ngx_http_top_header_filter = Some(header::header_filter);
             }
 
-            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf_ref) else {
+            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf) else {
                 return Status::NGX_ERROR.into();
             };
             let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
@@ -154,17 +139,19 @@ impl HttpModule for Module {
         conf: *mut core::ffi::c_void,
     ) -> *mut core::ffi::c_char {
         guard(ngx::core::NGX_CONF_ERROR, || {
-            // SAFETY: nginx passes our parent's and our own LocConf.
-            let (Some(prev), Some(conf)) = (unsafe { prev.cast::<LocConf>().as_ref() }, unsafe {
-                conf.cast::<LocConf>().as_mut()
-            }) else {
+            // SAFETY: nginx passes its cf, our parent's and our own LocConf.
+            let (Some(cf), Some(prev), Some(conf)) = (
+                unsafe { cf.as_mut() },
+                unsafe { prev.cast::<LocConf>().as_ref() },
+                unsafe { conf.cast::<LocConf>().as_mut() },
+            ) else {
                 return ngx::core::NGX_CONF_ERROR;
             };
             if conf.merge(prev).is_err() {
                 return ngx::core::NGX_CONF_ERROR;
             }
             if conf.enabled() {
-                tap::wrap_content_handler(cf);
+                wrap::content::wrap_content_handler(cf);
             }
             ngx::core::NGX_CONF_OK
         })
@@ -196,25 +183,10 @@ pub(crate) fn ctx_index() -> usize {
     Module::module().ctx_index
 }
 
-/// The module's configuration in the running cycle.
-pub(crate) fn main_conf() -> Option<&'static MainConf> {
-    // SAFETY: ngx_cycle is the live cycle of this worker.
-    let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref()? };
-    Module::main_conf(cycle)
-}
-
-/// Whether `upstream_cause` is on for the request's current location.
-pub(crate) fn enabled_for(r: *mut ngx_http_request_t) -> bool {
-    // SAFETY: r is a live request.
-    unsafe { r.as_ref() }
-        .and_then(Module::location_conf)
-        .is_some_and(LocConf::enabled)
-}
-
 // The memory figures the README gives, held to the code (64-bit targets).
 #[cfg(target_pointer_width = "64")]
 const _: () = {
-    assert!(ctx::CTX_BYTES == 64);
-    assert!(ctx::RECORDS_BYTES == 1336);
+    assert!(ctx::CTX_BYTES == 56);
+    assert!(ctx::RECORDS_BYTES == 1312);
     assert!(zone::SERIES_BYTES == 272);
 };

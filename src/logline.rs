@@ -1,12 +1,14 @@
-//! The one enriched error-log line per failed request (log phase).
+//! The log phase: a failed request's counters and its one enriched
+//! error-log line, both from the request's summary.
 
-use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_DECLINED};
-use ngx::http::HttpModuleLocationConf;
-use upstream_cause_core::render::{render_log_line, Entry, FixedBuf, LogLine};
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_DECLINED};
+use ngx::http::HttpModuleMainConf;
+use upstream_cause_core::render::{render_log_line, FixedBuf, LogLine};
+use upstream_cause_core::{At, Summary};
 
-use crate::conf::LOG_OFF;
-use crate::ctx::BEFORE_ANY;
-use crate::{ctx, tap, zone, Module};
+use crate::conf::LocConf;
+use crate::ctx::{self, Ctx, Upstream};
+use crate::Module;
 
 /// Room for the line before nginx appends ", client: ..." (the whole line
 /// is cut by nginx at NGX_MAX_ERROR_STR, 2048 bytes).
@@ -14,19 +16,18 @@ const LINE_MAX: usize = 1536;
 
 pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx runs log-phase handlers with a live request.
-    let Some(req) = (unsafe { r.as_ref() }) else {
+    let Some(r) = (unsafe { r.as_ref() }) else {
         return NGX_DECLINED as ngx_int_t;
     };
     // Not proxied, off here, or nothing failed: nothing to report.
-    if req.upstream_states.is_null() {
+    if r.upstream_states.is_null() {
         return NGX_DECLINED as ngx_int_t;
     }
-    let Some(lcf) = Module::location_conf(req).filter(|l| l.enabled()) else {
+    let Some(lcf) = LocConf::of(r).filter(|l| l.enabled()) else {
         return NGX_DECLINED as ngx_int_t;
     };
-    let ctx = ctx::view(req);
-    if !ctx.quiet() {
-        crate::guard((), || report(req, lcf, &ctx));
+    if !ctx::quiet(r) {
+        crate::guard((), || report(r, lcf));
     }
     NGX_DECLINED as ngx_int_t
 }
@@ -34,57 +35,53 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// Counts the request's failures and writes its enriched line.
 #[cold]
 #[inline(never)]
-fn report(req: &ngx_http_request_t, lcf: &crate::conf::LocConf, ctx: &ctx::Ctx) {
-    zone::record(req, ctx);
-    if lcf.log_level == LOG_OFF {
-        return;
+fn report(r: &ngx_http_request_t, lcf: &LocConf) {
+    let ctx = ctx::view(r);
+    let summary = ctx.summary(r);
+    let states = ctx::states(r);
+    if let Some(mcf) = Module::main_conf(r) {
+        crate::zone::count(r, mcf, &summary, ctx.observed(), states);
     }
-    let Some((cause, idx)) = ctx.final_cause() else { return };
-    if !cause.is_gateway_failure() {
-        return;
-    }
+    let Some(level) = lcf.log_level() else { return };
     // SAFETY: r's connection and its log are live during the log phase.
-    let log = unsafe { (*req.connection).log };
-    let level: ngx_uint_t = lcf.log_level;
-    // SAFETY: the live log.
-    if unsafe { (*log).log_level } < level {
+    let Some(log) = (unsafe { (*r.connection).log.as_mut() }) else {
+        return;
+    };
+    if log.log_level < level {
         return;
     }
-    let states = ctx.states();
-    let mut ebuf = [Entry::Separator; 64];
-    let entries = ctx.entries(&mut ebuf);
-    // A failure before any attempt (the resolver) made no attempt.
-    let attempts = if idx == BEFORE_ANY {
-        0
-    } else {
-        entries.iter().filter(|e| matches!(e, Entry::Attempt(_))).count()
+    write_line(r, log, level, &ctx, &summary);
+}
+
+fn write_line(r: &ngx_http_request_t, log: &mut ngx_log_t, level: ngx_uint_t, ctx: &Ctx, s: &Summary<Upstream>) {
+    let Some(outcome) = s.outcome().filter(|o| o.cause.is_gateway_failure()) else {
+        return;
     };
-    let peer = states
-        .get(idx)
-        // SAFETY: a state's peer is null or an ngx_str_t valid for the request.
-        .and_then(|s| unsafe { s.peer.as_ref() })
-        .map_or(&b"-"[..], |p| p.as_bytes());
+    let peer = match outcome.at {
+        At::Attempt(idx) => ctx::peer_label(ctx::states(r).get(idx)),
+        At::BeforeAny => b"-",
+    };
+    let observed = ctx.observed();
     let mut raw = [0u8; LINE_MAX];
     let mut out = FixedBuf::new(&mut raw);
     render_log_line(
         &mut out,
         &LogLine {
-            cause,
-            status: u16::try_from(req.headers_out.status).unwrap_or(0),
-            attempts,
+            cause: outcome.cause,
+            status: u16::try_from(r.headers_out.status).unwrap_or(0),
+            attempts: s.attempts(),
             peer,
-            entries,
-            detail: ctx.detail_of(idx),
-            message: ctx.message_of(idx),
+            entries: s.entries(),
+            detail: observed.map_or(&[], |o| o.detail(outcome.at)),
+            message: observed.and_then(|o| o.message(outcome.at)),
         },
     );
     // nginx appends " while <action>" before its ", client: ..." suffix;
     // our line stands alone, so no action while it is written.
-    // SAFETY: the live log; action is restored right after.
-    unsafe {
-        let action = (*log).action;
-        (*log).action = core::ptr::null_mut();
-        tap::suspended(|| ngx::log::log_error(level, log, 0, out.as_bytes()));
-        (*log).action = action;
-    }
+    let action = core::mem::replace(&mut log.action, core::ptr::null_mut());
+    let raw: *mut ngx_log_t = &mut *log;
+    // Our own line: the tap does not record it.
+    // SAFETY: the request's live connection log.
+    crate::tap::suspended(|| unsafe { ngx::log::log_error(level, raw, 0, out.as_bytes()) });
+    log.action = action;
 }

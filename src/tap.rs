@@ -2,9 +2,9 @@
 //!
 //! nginx writes every upstream error line of a request on one object,
 //! `r->connection->log` (the peer connection's `c->log` is set to it on each
-//! attempt). The tap puts its own writer on that log, records the upstream
-//! lines for the request's current attempt, and forwards every line exactly
-//! as nginx would have written it.
+//! attempt). The tap puts its own writer on that log, hands each error line
+//! to `crate::observe::line`, and forwards every line exactly as nginx would
+//! have written it.
 //!
 //! It is armed right before the content handler of a `*_pass` location runs
 //! (so that failures before any balancer call, the resolver's, and attempts
@@ -17,17 +17,11 @@
 //! triple, so arming costs no allocation.
 
 use core::cell::Cell;
-use core::ffi::{c_void, CStr};
+use core::ffi::c_void;
 
-use ngx::ffi::{
-    ngx_conf_t, ngx_http_handler_pt, ngx_http_log_ctx_t, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_log_writer_pt,
-    ngx_uint_t, u_char, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_WARN,
-};
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
-use upstream_cause_core::text::{extract_message, parse_message, MessageKind, Phase};
+use ngx::ffi::{ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_LOG_ERR};
 
-use crate::ctx::{self, Records, BEFORE_ANY, DETAIL_MAX};
-use crate::slots::{same_fn, wrap, wrappers, Slots};
+use crate::wrap::{same_fn, Slots};
 
 /// What the tap replaced on a log.
 #[derive(Clone, Copy)]
@@ -65,14 +59,10 @@ pub fn is_ours(w: ngx_log_writer_pt) -> bool {
     w.map(|f| f as usize) == Some(OUR_WRITER as *const () as usize)
 }
 
-/// Puts the tap on `log` unless it is there already.
-///
-/// # Safety
-/// `log` is the live connection log of an HTTP request.
+/// Puts the tap on `l`, the connection log of an HTTP request, unless it
+/// is there already.
 #[inline]
-pub unsafe fn arm(log: *mut ngx_log_t) {
-    // SAFETY: per the contract, a live log.
-    let Some(l) = (unsafe { log.as_mut() }) else { return };
+pub fn arm(l: &mut ngx_log_t) {
     if is_ours(l.writer) {
         return;
     }
@@ -97,7 +87,7 @@ pub unsafe fn arm(log: *mut ngx_log_t) {
 unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_char, len: usize) {
     // SAFETY: nginx calls the writer with its log and the formatted line;
     // wdata is the table entry we installed with this writer. The log is
-    // only read through `l` (capture can log again, on this same log: a
+    // only read through `l` (observing it can log again, on this same log: a
     // pool allocation that fails), and written through `log` below.
     let (Some(l), Some(tap)) = (unsafe { log.as_ref() }, unsafe {
         (*log).wdata.cast::<Option<Saved>>().as_ref().and_then(Option::as_ref)
@@ -112,7 +102,7 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
     };
 
     if level <= NGX_LOG_ERR as ngx_uint_t && !BUSY.with(Cell::get) {
-        suspended(|| crate::guard((), || capture(l, line)));
+        suspended(|| crate::guard((), || crate::observe::line(l, line)));
     }
 
     if level > tap.level {
@@ -142,117 +132,4 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
             }
         }
     }
-}
-
-/// Records an upstream error line for the current attempt of the request
-/// nginx is working on.
-fn capture(l: &ngx_log_t, line: &[u8]) {
-    let action: &[u8] = if l.action.is_null() {
-        &[]
-    } else {
-        // SAFETY: log->action is always a NUL-terminated static string.
-        unsafe { CStr::from_ptr(l.action) }.to_bytes()
-    };
-    let msg = extract_message(line, Some(action));
-    let parsed = parse_message(msg);
-    let upstream_phase = !matches!(Phase::from_action(action), Phase::Other);
-    if !upstream_phase && !matches!(parsed.kind, MessageKind::ResolveFailed | MessageKind::NoLiveUpstreams) {
-        return;
-    }
-    // SAFETY: the tap is only armed on HTTP connection logs, whose data is
-    // an ngx_http_log_ctx_t (ngx_http_init_connection, HTTP/2 streams).
-    let Some(lctx) = (unsafe { l.data.cast::<ngx_http_log_ctx_t>().as_ref() }) else {
-        return;
-    };
-    // No request (between keepalive requests): nothing to attribute to.
-    if lctx.request.is_null() {
-        return;
-    }
-    let r = if lctx.current_request.is_null() {
-        lctx.request
-    } else {
-        lctx.current_request
-    };
-    // SAFETY: with `request` set, both are live requests of the
-    // connection, for the whole of this log call.
-    let Some(req) = (unsafe { r.as_ref() }) else { return };
-    if req.upstream.is_null() || !crate::enabled_for(r) {
-        return;
-    }
-    // None also when the context is held by the code that is logging.
-    let Some(mut ctx) = ctx::get_or_create(req) else { return };
-    let current = ctx.current_index();
-    let Some(recs) = ctx.records() else { return };
-    let Some(idx) = current else {
-        // Before any attempt: only the resolver's failure matters.
-        if recs.pre.is_none() && parsed.kind == MessageKind::ResolveFailed {
-            recs.pre = Some(parsed);
-            keep_detail(recs, BEFORE_ANY, msg);
-        }
-        return;
-    };
-    let Some(a) = recs.attempts.get_mut(idx) else { return };
-    match a.obs.message {
-        Some(m) if m.kind != MessageKind::Other || parsed.kind == MessageKind::Other => return,
-        _ => {}
-    }
-    a.obs.message = Some(parsed);
-    a.recorded = true;
-    recs.observed(idx);
-    keep_detail(recs, idx, msg);
-    recs.mark_reused(idx);
-}
-
-fn keep_detail(recs: &mut Records, idx: usize, msg: &[u8]) {
-    let n = msg.len().min(DETAIL_MAX);
-    recs.detail[..n].copy_from_slice(&msg[..n]);
-    recs.detail_len = n;
-    recs.detail_idx = idx;
-}
-
-/// The content handlers of the locations we arm the tap for.
-static HANDLERS: Slots<ngx_http_handler_pt> = Slots::new();
-type HandlerFn = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
-static CONTENT_WRAPPERS: [HandlerFn; crate::slots::N] = wrappers!(content_handler);
-
-fn handler_addr(f: HandlerFn) -> usize {
-    f as usize
-}
-
-/// At merge time of a location where `upstream_cause` is on: puts the tap
-/// in front of the location's content handler (proxy_pass and the other
-/// `*_pass` set one), so the tap is on the log before nginx's upstream
-/// code runs, whatever it does first (resolve, pick a peer).
-pub fn wrap_content_handler(cf: *mut ngx_conf_t) {
-    // SAFETY: during merge, cf->ctx's loc_conf is the location being merged.
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
-        return;
-    };
-    match wrap(&HANDLERS, clcf.handler, &CONTENT_WRAPPERS, handler_addr) {
-        Ok(Some(w)) => clcf.handler = Some(w),
-        Ok(None) => {}
-        Err(()) => {
-            ngx::ngx_conf_log_error!(
-                NGX_LOG_WARN,
-                cf,
-                "upstream_cause: too many kinds of content handlers, resolver failures in location \"{}\" are not heard",
-                String::from_utf8_lossy(clcf.name.as_bytes())
-            );
-        }
-    }
-}
-
-unsafe extern "C" fn content_handler<const I: usize>(r: *mut ngx_http_request_t) -> ngx_int_t {
-    let Some(Some(orig)) = HANDLERS.get(I) else {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    };
-    crate::guard((), || {
-        // SAFETY: nginx calls content handlers with a live request.
-        if let Some(req) = unsafe { r.as_ref() } {
-            // SAFETY: the request's live connection log.
-            unsafe { arm((*req.connection).log) };
-        }
-    });
-    // SAFETY: the location's own content handler, called as nginx would.
-    unsafe { orig(r) }
 }

@@ -3,9 +3,9 @@
 use ngx::core::Pool;
 use ngx::ffi::{ngx_http_request_t, ngx_http_variable_t, ngx_int_t, ngx_variable_value_t, NGX_ERROR, NGX_OK};
 use ngx::ngx_string;
-use upstream_cause_core::render::{render_list, Counter, Entry, FixedBuf};
+use upstream_cause_core::render::{render_list, Counter, FixedBuf, Sink};
 
-use crate::ctx::{self, Ctx};
+use crate::ctx;
 
 const CAUSE: usize = 0;
 const LIST: usize = 1;
@@ -41,79 +41,64 @@ fn set_static(v: &mut ngx_variable_value_t, s: &'static [u8]) {
     set(v, s.as_ptr().cast_mut(), s.len());
 }
 
-/// Copies bytes into the request pool for a variable value.
-fn set_copy(r: *mut ngx_http_request_t, v: &mut ngx_variable_value_t, bytes: &[u8]) -> ngx_int_t {
-    if bytes.is_empty() {
+/// A value rendered into `n` bytes of the request pool by `render`.
+fn set_rendered(
+    r: &ngx_http_request_t,
+    v: &mut ngx_variable_value_t,
+    n: usize,
+    render: impl FnOnce(&mut FixedBuf<'_>),
+) -> ngx_int_t {
+    if n == 0 {
         set_static(v, b"");
         return NGX_OK as ngx_int_t;
     }
-    // SAFETY: r is live; its pool outlives the variable's use.
-    let pool = unsafe { Pool::from_ngx_pool((*r).pool) };
-    let p = pool.alloc_unaligned(bytes.len()).cast::<u8>();
+    // SAFETY: the live request's pool, which outlives the variable's use.
+    let pool = unsafe { Pool::from_ngx_pool(r.pool) };
+    let p = pool.alloc_unaligned(n).cast::<u8>();
     if p.is_null() {
         return NGX_ERROR as ngx_int_t;
     }
-    // SAFETY: p has room for bytes.len() bytes.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
-    set(v, p, bytes.len());
+    // SAFETY: p points to n fresh bytes.
+    let mut out = FixedBuf::new(unsafe { core::slice::from_raw_parts_mut(p, n) });
+    render(&mut out);
+    set(v, p, out.len());
     NGX_OK as ngx_int_t
 }
 
-fn value(r: *mut ngx_http_request_t, v: &mut ngx_variable_value_t, which: usize, ctx: &Ctx) -> ngx_int_t {
+fn value(r: &ngx_http_request_t, v: &mut ngx_variable_value_t, which: usize) -> ngx_int_t {
+    if !crate::conf::enabled(r) {
+        set_static(v, b"");
+        return NGX_OK as ngx_int_t;
+    }
+    let view = ctx::view(r);
+    let summary = view.summary(r);
     match which {
         CAUSE => {
-            let code = ctx.final_cause().map_or("", |(c, _)| c.code());
-            set_static(v, code.as_bytes());
+            set_static(v, summary.cause().map_or("", |c| c.code()).as_bytes());
             NGX_OK as ngx_int_t
         }
         LIST => {
-            let mut buf = [Entry::Separator; 64];
-            let entries = ctx.entries(&mut buf);
             let mut n = Counter::default();
-            render_list(&mut n, entries);
-            if n.0 == 0 {
-                set_static(v, b"");
-                return NGX_OK as ngx_int_t;
-            }
-            // SAFETY: r is live.
-            let pool = unsafe { Pool::from_ngx_pool((*r).pool) };
-            let p = pool.alloc_unaligned(n.0).cast::<u8>();
-            if p.is_null() {
-                return NGX_ERROR as ngx_int_t;
-            }
-            // SAFETY: p points to n.0 fresh bytes.
-            let out = unsafe { core::slice::from_raw_parts_mut(p, n.0) };
-            let mut fb = FixedBuf::new(out);
-            render_list(&mut fb, entries);
-            set(v, p, fb.len());
-            NGX_OK as ngx_int_t
+            render_list(&mut n, summary.entries());
+            set_rendered(r, v, n.0, |out| render_list(out, summary.entries()))
         }
         _ => {
-            let detail = match ctx.final_cause() {
-                Some((c, idx)) if c.is_gateway_failure() => ctx.detail_of(idx),
+            let detail = match (summary.detail_at(), view.observed()) {
+                (Some(at), Some(o)) => o.detail(at),
                 _ => &[],
             };
-            set_copy(r, v, detail)
+            set_rendered(r, v, detail.len(), |out| out.put(detail))
         }
     }
 }
 
 unsafe extern "C" fn get(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, data: usize) -> ngx_int_t {
     crate::guard(NGX_ERROR as ngx_int_t, || {
-        // SAFETY: nginx passes a valid value to fill.
-        let Some(v) = (unsafe { v.as_mut() }) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        match Some(r).filter(|_| crate::enabled_for(r)) {
-            // SAFETY: nginx evaluates variables of a live request.
-            Some(r) => match unsafe { r.as_ref() } {
-                Some(req) => value(r, v, data, &ctx::view(req)),
-                None => NGX_ERROR as ngx_int_t,
-            },
-            None => {
-                set_static(v, b"");
-                NGX_OK as ngx_int_t
-            }
+        // SAFETY: nginx evaluates variables of a live request, into a valid
+        // value to fill.
+        match unsafe { (r.as_ref(), v.as_mut()) } {
+            (Some(r), Some(v)) => value(r, v, data),
+            _ => NGX_ERROR as ngx_int_t,
         }
     })
 }

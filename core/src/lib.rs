@@ -1,5 +1,6 @@
 //! The pure core of ngx-upstream-cause: the cause taxonomy, the parser of
-//! nginx's error text, the classifier and the renderers. No nginx types, no
+//! nginx's error text, the records of a request's attempts, the classifier,
+//! the request's summary and the renderers. No nginx types, no
 //! FFI, no unsafe: everything here is unit-tested on any toolchain.
 #![forbid(unsafe_code)]
 
@@ -8,12 +9,16 @@ pub mod classify;
 pub mod errno;
 pub mod hint;
 pub mod metrics;
+pub mod observed;
 pub mod peers;
 pub mod render;
 pub mod scan;
+pub mod summary;
 pub mod text;
 
 pub use cause::Cause;
 pub use classify::{classify, final_cause, End, Observation};
+pub use observed::{At, Observed};
 pub use render::{Entry, LogLine};
+pub use summary::{summarize, State, Summary};
 pub use text::{Message, MessageKind, Phase};

@@ -1,4 +1,7 @@
-//! Small fixed tables of nginx callbacks we stand in front of.
+//! Standing in front of nginx's callbacks: the balancers' `peer.init`,
+//! `get` and `free` (`balancer.rs`), and the content handlers of the
+//! locations where the module is on (`content.rs`). This file holds the
+//! tables both use.
 //!
 //! To wrap a callback without allocating per request (no per-request data
 //! to say what we wrapped), each distinct original gets a slot and a
@@ -13,6 +16,9 @@
 //! reload) always calls the function it was installed for.
 
 use core::cell::UnsafeCell;
+
+pub mod balancer;
+pub mod content;
 
 /// Slots per table (wrappers are instantiated for each).
 pub const N: usize = 16;
@@ -80,23 +86,22 @@ pub(crate) use wrappers;
 
 const _: () = assert!(N == 16, "wrappers! lists 16 instantiations");
 
-/// What to put in place of the callback `current`: the wrapper of the slot
-/// holding it. `Ok(None)` when there is nothing to wrap (no callback, or one
-/// of `wrappers` already); `Err(())` when the table is full.
+/// Puts the wrapper of the slot holding `callback` in its place. Nothing to
+/// do for no callback, or one of `wrappers` already; `Err(())` when the
+/// table is full (the callback is left as it is).
 pub fn wrap<F: Copy>(
     slots: &Slots<Option<F>>,
-    current: Option<F>,
+    callback: &mut Option<F>,
     wrappers: &[F; N],
     addr: impl Fn(F) -> usize,
-) -> Result<Option<F>, ()> {
-    let Some(f) = current else { return Ok(None) };
+) -> Result<(), ()> {
+    let Some(f) = *callback else { return Ok(()) };
     if wrappers.iter().any(|w| addr(*w) == addr(f)) {
-        return Ok(None);
+        return Ok(());
     }
-    match slots.find_or_add(current, |a, b| same_fn(*a, *b, &addr)) {
-        Some(i) => Ok(Some(wrappers[i])),
-        None => Err(()),
-    }
+    let i = slots.find_or_add(*callback, |a, b| same_fn(*a, *b, &addr)).ok_or(())?;
+    *callback = Some(wrappers[i]);
+    Ok(())
 }
 
 /// Whether two optional C callbacks are the same function (compared by

@@ -1,0 +1,110 @@
+//! The module's configuration: the structs nginx keeps per `http` block and
+//! per location, their merge, and which location a request reads.
+//!
+//! Each setting is an `Option`: `None` until a directive or the merge sets
+//! it. After the merge every location's settings are `Some`.
+
+use core::ptr;
+
+use ngx::ffi::{ngx_http_request_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_ERR};
+use ngx::http::{HttpModuleLocationConf, Merge, MergeConfigError};
+
+use crate::Module;
+
+mod directives;
+mod error;
+
+pub use directives::{check_metrics, COMMANDS};
+pub use error::ConfError;
+
+/// `upstream_cause_header`.
+#[derive(Clone, Copy, Debug)]
+pub enum Header {
+    Off,
+    /// The header's name, a configuration argument in the cycle's pool.
+    Name(ngx_str_t),
+}
+
+/// `upstream_cause_log`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLine {
+    Off,
+    /// An nginx log level.
+    At(ngx_uint_t),
+}
+
+#[derive(Debug, Default)]
+pub struct LocConf {
+    /// `upstream_cause on|off` (default on).
+    enabled: Option<bool>,
+    /// `upstream_cause_header NAME|off` (default off).
+    header: Option<Header>,
+    /// `upstream_cause_log LEVEL|off` (default error).
+    log: Option<LogLine>,
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+        self.enabled = self.enabled.or(prev.enabled).or(Some(true));
+        self.header = self.header.or(prev.header).or(Some(Header::Off));
+        self.log = self.log.or(prev.log).or(Some(LogLine::At(NGX_LOG_ERR as ngx_uint_t)));
+        Ok(())
+    }
+}
+
+impl LocConf {
+    /// The configuration of the location the request is in now.
+    /// (It lives as long as the request's configuration cycle.)
+    pub fn of(r: &ngx_http_request_t) -> Option<&'static LocConf> {
+        Module::location_conf(r)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled == Some(true)
+    }
+
+    /// The cause header's name, if one is configured (also where the module
+    /// is off: an upstream's header of that name is still hidden).
+    pub fn header(&self) -> Option<&ngx_str_t> {
+        match &self.header {
+            Some(Header::Name(name)) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The enriched line's level, if it is written.
+    pub fn log_level(&self) -> Option<ngx_uint_t> {
+        match self.log {
+            Some(LogLine::At(level)) => Some(level),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the module is on in the location the request is in now.
+///
+/// Observing asks where the attempt is made (the balancer's init, a line
+/// logged during it); reporting asks where the response is made (the
+/// header, the log phase, the variables). The two differ only after an
+/// internal redirect to a location with another setting.
+pub fn enabled(r: &ngx_http_request_t) -> bool {
+    LocConf::of(r).is_some_and(LocConf::enabled)
+}
+
+/// Module-wide state of one configuration cycle.
+pub struct MainConf {
+    /// `upstream_cause_zone`, if configured.
+    pub zone: *mut ngx_shm_zone_t,
+    /// Where the first `upstream_cause_metrics` is (file, line), if any:
+    /// a missing zone is said there.
+    pub metrics_at: Option<(ngx_str_t, ngx_uint_t)>,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            zone: ptr::null_mut(),
+            metrics_at: None,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! What the module hears of each attempt, written into the request's
+//! context: the balancer's `get` and `free` (from `wrap/balancer.rs`), and
+//! the error lines nginx logs (from the log tap, `tap.rs`).
+//!
+//! Both find the request from a connection log: nginx writes every
+//! upstream line of a request on `r->connection->log`, and the peer
+//! connection's log is that one too. Its context names the request nginx
+//! is working on.
+
+use core::ffi::CStr;
+use core::ptr;
+
+use ngx::ffi::{ngx_http_log_ctx_t, ngx_http_request_t, ngx_http_upstream_t, ngx_log_t, ngx_peer_connection_t};
+use upstream_cause_core::observed::heard;
+use upstream_cause_core::{At, End, Observation};
+
+use crate::ctx::{self, Upstream};
+
+/// The requests a connection log names: the one nginx is working on
+/// (`current_request`, a subrequest or an HTTP/2 stream's), then the
+/// connection's main request. None between keepalive requests.
+fn logged_requests(log: &ngx_log_t) -> impl Iterator<Item = &ngx_http_request_t> {
+    // SAFETY: the tap is only armed on HTTP connection logs, and a peer
+    // connection's log is one: their data is an ngx_http_log_ctx_t
+    // (ngx_http_init_connection, HTTP/2 streams).
+    let lctx = unsafe { log.data.cast::<ngx_http_log_ctx_t>().as_ref() };
+    let (current, main) = lctx.map_or((ptr::null_mut(), ptr::null_mut()), |l| (l.current_request, l.request));
+    let both = if main.is_null() {
+        [ptr::null_mut(); 2]
+    } else {
+        [current, main]
+    };
+    // SAFETY: with `request` set, both are live requests of the
+    // connection, for the whole of nginx's call that logs or gets here.
+    both.into_iter().filter_map(|r| unsafe { r.as_ref() })
+}
+
+/// The request `pc` is the upstream peer of, and that upstream.
+fn request_of(pc: &ngx_peer_connection_t) -> Option<(&ngx_http_request_t, &ngx_http_upstream_t)> {
+    // Computed, not dereferenced, until a request says it is its upstream.
+    let u = ptr::from_ref(pc)
+        .cast::<u8>()
+        .wrapping_sub(core::mem::offset_of!(ngx_http_upstream_t, peer))
+        .cast::<ngx_http_upstream_t>();
+    // SAFETY: pc->log is the request's connection log (set by nginx's
+    // upstream init).
+    let log = unsafe { pc.log.as_ref()? };
+    let r = logged_requests(log).find(|r| ptr::eq(r.upstream, u))?;
+    // SAFETY: the request's own upstream, live while it is.
+    Some((r, unsafe { &*u }))
+}
+
+/// Whether the tap is on `pc`'s log (or there is no log to hear).
+#[inline]
+pub fn tap_armed(pc: &ngx_peer_connection_t) -> bool {
+    // SAFETY: the peer connection's log is null or live.
+    unsafe { pc.log.as_ref() }.is_none_or(|l| crate::tap::is_ours(l.writer))
+}
+
+/// The balancer gave a peer (`busy`: it had none to give). Arms the tap if
+/// the content handler could not (a location whose handler is not
+/// wrapped); records a balancer with no peer.
+pub fn get(pc: &ngx_peer_connection_t, busy: bool) {
+    let Some((r, u)) = request_of(pc) else { return };
+    // SAFETY: the request's live connection and its log.
+    if let Some(log) = unsafe { (*r.connection).log.as_mut() } {
+        crate::tap::arm(log);
+    }
+    if !busy {
+        return;
+    }
+    let Some(idx) = ctx::state_index(r, u.state) else {
+        return;
+    };
+    // SAFETY: the request's upstream group, live for the cycle.
+    let saturated = unsafe { u.upstream.as_mut() }.is_some_and(crate::saturation::saturated);
+    if let Some(mut ctx) = ctx::get_or_create(r) {
+        let obs = Observation {
+            saturated,
+            ..Default::default()
+        };
+        ctx.end(r, idx, End::NoLivePeer, obs, Upstream::of(u));
+    }
+}
+
+/// The balancer's `free`, before the inner free runs (as nginx's own order
+/// has it: keepalive takes the connection, round robin counts).
+#[inline]
+pub fn free(pc: &ngx_peer_connection_t, failed: bool) {
+    let Some((r, u)) = request_of(pc) else { return };
+    // SAFETY: r.connection is the live client connection.
+    let client_error = unsafe { (*r.connection).error() } != 0;
+    // The success path ends here: nothing failed, nothing was heard.
+    if failed || client_error || ctx::get(r).is_some() {
+        crate::guard((), || end(r, u, pc, failed));
+    }
+}
+
+/// Records how the attempt ended, if it failed or was heard of.
+#[cold]
+#[inline(never)]
+fn end(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_connection_t, failed: bool) {
+    let Some(idx) = ctx::state_index(r, u.state) else {
+        return;
+    };
+    let obs = snapshot(r, u, pc);
+    let seen = ctx::get(r).is_some_and(|c| c.watched(idx));
+    if !(failed || seen || obs.client_error) {
+        return;
+    }
+    let Some(mut ctx) = ctx::get_or_create(r) else {
+        return;
+    };
+    let end = if failed { End::Failed } else { End::Finalized };
+    ctx.end(r, idx, end, obs, Upstream::of(u));
+}
+
+/// What the attempt looks like right now, before the inner free runs.
+fn snapshot(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_connection_t) -> Observation {
+    let mut o = Observation {
+        reused: pc.cached() != 0,
+        ..Default::default()
+    };
+    // SAFETY: pc.connection is null or the live peer connection.
+    if let Some(c) = unsafe { pc.connection.as_ref() } {
+        o.connection = true;
+        // SAFETY: a live connection's events are valid.
+        if let (Some(rd), Some(wr)) = unsafe { (c.read.as_ref(), c.write.as_ref()) } {
+            o.read_eof = rd.eof() != 0;
+            o.read_error = rd.error() != 0;
+            o.read_timedout = rd.timedout() != 0;
+            o.write_error = wr.error() != 0;
+            o.write_timedout = wr.timedout() != 0;
+        }
+        // SAFETY: c.ssl is null or the live SSL connection.
+        if let Some(ssl) = unsafe { c.ssl.as_ref() } {
+            o.ssl = true;
+            o.ssl_handshaked = ssl.handshaked() != 0;
+        }
+    }
+    // SAFETY: u.state is the attempt's live state.
+    if let Some(st) = unsafe { u.state.as_ref() } {
+        o.connected = st.connect_time != ngx::ffi::ngx_msec_t::MAX;
+        o.header_received = ctx::header_received(st);
+    }
+    o.request_sent = u.request_body_sent() != 0;
+    o.header_sent = u.header_sent() != 0;
+    // SAFETY: r.connection is the live client connection.
+    o.client_error = unsafe { (*r.connection).error() } != 0;
+    let b = &u.buffer;
+    if !b.start.is_null() && !o.header_received {
+        o.header_bytes = u32::try_from((b.last as usize).saturating_sub(b.start as usize)).unwrap_or(u32::MAX);
+        o.buffer_full = b.last == b.end;
+    }
+    o
+}
+
+/// An error line nginx wrote on a log the tap is on: recorded for the
+/// attempt of the request nginx is working on, if it is an upstream
+/// failure and the module is on there.
+pub fn line(log: &ngx_log_t, line: &[u8]) {
+    let action: &[u8] = if log.action.is_null() {
+        &[]
+    } else {
+        // SAFETY: log->action is always a NUL-terminated static string.
+        unsafe { CStr::from_ptr(log.action) }.to_bytes()
+    };
+    let Some(heard) = heard(line, action) else { return };
+    let Some(r) = logged_requests(log).next() else { return };
+    if r.upstream.is_null() || !crate::conf::enabled(r) {
+        return;
+    }
+    // None also when the context is held by the code that is logging.
+    let Some(mut ctx) = ctx::get_or_create(r) else { return };
+    let at: At = ctx::current_attempt(r);
+    ctx.hear(r, at, heard);
+}

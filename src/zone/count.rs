@@ -1,0 +1,100 @@
+//! Counting a request's failures in the zone's table (log phase).
+
+use ngx::ffi::{ngx_http_request_t, ngx_http_upstream_state_t, ngx_uint_t, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_WARN};
+use ngx::ngx_log_error;
+use upstream_cause_core::metrics::{self, Counted, Key};
+use upstream_cause_core::render::{fmt_u64, FixedBuf, Sink};
+use upstream_cause_core::{Observed, Summary};
+
+use crate::conf::MainConf;
+use crate::ctx::{peer_label, Upstream};
+
+/// A label buffer for a host:port (a host name is at most 253 bytes); the
+/// table shortens what is longer than its labels.
+struct HostPort {
+    buf: [u8; 272],
+    len: usize,
+}
+
+impl HostPort {
+    fn of(parts: &[&[u8]]) -> HostPort {
+        let mut l = HostPort { buf: [0; 272], len: 0 };
+        let mut out = FixedBuf::new(&mut l.buf);
+        for p in parts {
+            out.put(p);
+        }
+        l.len = out.len();
+        l
+    }
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The `upstream` label: the group's name, or host:port of an implicit
+/// upstream (`proxy_pass http://127.0.0.1:8081`, or a variable's value).
+fn upstream_label(us: Option<Upstream>, r: &ngx_http_request_t) -> HostPort {
+    if let Some(us) = us {
+        let us = us.conf();
+        if us.flags & NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t != 0 || us.port == 0 {
+            return HostPort::of(&[us.host.as_bytes()]);
+        }
+        let mut port = [0u8; 20];
+        return HostPort::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
+    }
+    // SAFETY: the request's upstream and its resolved part, if any.
+    if let Some(res) = unsafe { r.upstream.as_ref().and_then(|u| u.resolved.as_ref()) } {
+        let mut port = [0u8; 20];
+        return HostPort::of(&[res.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(res.port))]);
+    }
+    HostPort::of(&[b"-"])
+}
+
+/// Counts the request's failed attempts and, if its final status was
+/// produced by an upstream failure (or passed on from the upstream's own
+/// 5xx), the response.
+pub fn count(
+    r: &ngx_http_request_t,
+    mcf: &MainConf,
+    summary: &Summary<Upstream>,
+    observed: Option<&Observed<Upstream>>,
+    states: &[ngx_http_upstream_state_t],
+) {
+    if !summary.counts() {
+        return;
+    }
+    let status = u16::try_from(r.headers_out.status).unwrap_or(0);
+    let counted = crate::zone::with_table(mcf, |zone, t| {
+        let mut header = t.header;
+        let slots = t.slots();
+        let mut first_overflow = false;
+        let mut add = |key: &Key<'_>| {
+            first_overflow |= matches!(
+                metrics::count(&mut header, slots, key, 1),
+                Counted::Overflow { first: true }
+            );
+        };
+        for (idx, cause) in summary.failures() {
+            let up = upstream_label(summary.upstream(idx, observed), r);
+            add(&Key::attempt(up.as_bytes(), peer_label(states.get(idx)), cause));
+        }
+        if let Some(o) = summary.outcome() {
+            let up = upstream_label(o.upstream, r);
+            add(&Key::response(up.as_bytes(), o.cause, status));
+        }
+        t.header = header;
+        first_overflow.then(|| String::from_utf8_lossy(zone).into_owned())
+    });
+    if let Some(Some(zone)) = counted {
+        // SAFETY: the request's connection log is live.
+        let log = unsafe { (*r.connection).log };
+        crate::tap::suspended(|| {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "upstream_cause_zone \"{}\" is full: new series are counted under peer=\"other\" (this is said once)",
+                zone
+            );
+        });
+    }
+}

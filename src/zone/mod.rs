@@ -1,0 +1,172 @@
+//! The counters' shared memory: a zone (nginx slab pool) shared by all
+//! workers and kept across reloads, holding one table of series.
+//!
+//! The table's logic and rendering are in `upstream_cause_core::metrics`;
+//! this module places the table in the zone and hands it out under the
+//! slab pool's mutex. Counting is in `count.rs`, the scrape in
+//! `crate::metrics`.
+
+use core::alloc::Layout;
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+
+use ngx::allocator::Allocator;
+use ngx::core::{SlabPool, Status};
+use ngx::ffi::{ngx_conf_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, NGX_LOG_NOTICE};
+use ngx::ngx_log_error;
+use upstream_cause_core::metrics::{Header, Series};
+
+use crate::conf::{ConfError, MainConf};
+
+mod count;
+
+pub use count::count;
+
+/// Marks a table of this layout (changed layouts start afresh).
+const MAGIC: u64 = 0x7563_7a6f_6e65_0002;
+
+/// What the zone holds: bookkeeping, then `capacity` series.
+#[repr(C)]
+pub struct Shared {
+    magic: u64,
+    capacity: u64,
+    pub header: Header,
+}
+
+impl Shared {
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    pub fn slots(&mut self) -> &mut [Series] {
+        // SAFETY: `init_table` allocated `capacity` series right after the
+        // header, zeroed (a zeroed Series is a free slot).
+        unsafe {
+            let first = ptr::from_mut(self).add(1).cast::<Series>();
+            core::slice::from_raw_parts_mut(first, self.capacity as usize)
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Shared>() % core::mem::align_of::<Series>() == 0);
+
+/// Bytes of zone per series.
+pub const SERIES_BYTES: usize = core::mem::size_of::<Series>();
+
+/// Registers the zone `upstream_cause_zone` names.
+pub fn add<'a>(cf: &mut ngx_conf_t, name: &'a ngx_str_t, size: usize, mcf: &mut MainConf) -> Result<(), ConfError<'a>> {
+    let mut shm_name = *name;
+    // SAFETY: nginx's cf; the tag is our module, unique per zone owner.
+    let zone = unsafe {
+        ngx_shared_memory_add(
+            cf,
+            &mut shm_name,
+            size,
+            ptr::addr_of_mut!(crate::ngx_http_upstream_cause_module).cast(),
+        )
+    };
+    // SAFETY: null or the zone nginx registered.
+    let z = unsafe { zone.as_mut() }.ok_or(ConfError::Failed)?;
+    if !z.data.is_null() {
+        return Err(ConfError::DuplicateZone { name: name.as_bytes() });
+    }
+    z.init = Some(init_zone);
+    z.data = ptr::from_mut(mcf).cast();
+    mcf.zone = zone;
+    Ok(())
+}
+
+extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
+    crate::guard(Status::NGX_ERROR.into(), || {
+        // SAFETY: nginx calls init with the zone, its slab pool initialised.
+        let Some(z) = (unsafe { zone.as_mut() }) else {
+            return Status::NGX_ERROR.into();
+        };
+        // SAFETY: the zone's memory is mapped and its slab pool set up.
+        let Some(mut pool) = (unsafe { SlabPool::from_shm_zone(z) }) else {
+            return Status::NGX_ERROR.into();
+        };
+        // Same name and size across a reload: the mapping, and the table in
+        // it, are reused as they are.
+        let existing = pool.as_ref().data.cast::<Shared>();
+        // SAFETY: null or the table this module put there.
+        if unsafe { existing.as_ref() }.is_some_and(|s| s.magic == MAGIC) {
+            return Status::NGX_OK.into();
+        }
+        note_size_change(z);
+        match init_table(&pool, z.shm.size) {
+            Some(t) => {
+                pool.as_mut().data = t.as_ptr().cast();
+                Status::NGX_OK.into()
+            }
+            None => Status::NGX_ERROR.into(),
+        }
+    })
+}
+
+/// The biggest table the zone's slab pool gives, zeroed.
+fn init_table(pool: &SlabPool, zone_size: usize) -> Option<NonNull<Shared>> {
+    let head = core::mem::size_of::<Shared>();
+    let mut capacity = zone_size.saturating_sub(zone_size / 64 + 16 * 1024) / SERIES_BYTES;
+    let locked = pool.lock();
+    while capacity > 0 {
+        let layout = Layout::from_size_align(head + capacity * SERIES_BYTES, 8).ok()?;
+        if let Ok(mem) = locked.allocate_zeroed(layout) {
+            let shared = mem.cast::<Shared>();
+            // SAFETY: fresh zeroed memory of the layout's size.
+            unsafe {
+                (*shared.as_ptr()).magic = MAGIC;
+                (*shared.as_ptr()).capacity = capacity as u64;
+            }
+            return Some(shared);
+        }
+        capacity -= (capacity / 32).max(1);
+    }
+    None
+}
+
+/// A zone of the same name with another size in the running configuration:
+/// nginx starts it anew, and says so.
+fn note_size_change(z: &ngx_shm_zone_t) {
+    // SAFETY: during a reload ngx_cycle is still the running cycle.
+    let Some(old) = (unsafe { ngx::ffi::ngx_cycle.as_ref() }) else {
+        return;
+    };
+    let mut part = &old.shared_memory.part;
+    loop {
+        let elts = part.elts.cast::<ngx_shm_zone_t>();
+        for i in 0..part.nelts {
+            // SAFETY: i < nelts of the list part.
+            let o = unsafe { &*elts.add(i) };
+            if o.tag == z.tag && o.shm.name.as_bytes() == z.shm.name.as_bytes() && o.shm.size != z.shm.size {
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    old.log,
+                    "upstream_cause_zone \"{}\" size changed from {} to {}: its counters start from zero",
+                    String::from_utf8_lossy(z.shm.name.as_bytes()),
+                    o.shm.size,
+                    z.shm.size
+                );
+            }
+        }
+        // SAFETY: null or the next list part.
+        match unsafe { part.next.as_ref() } {
+            Some(next) => part = next,
+            None => break,
+        }
+    }
+}
+
+/// The running configuration's zone: its name and its table, held under
+/// the slab pool's mutex for as long as `f` runs.
+pub fn with_table<R>(mcf: &MainConf, f: impl FnOnce(&[u8], &mut Shared) -> R) -> Option<R> {
+    // SAFETY: null or the zone registered by `add`, initialised.
+    let z = unsafe { mcf.zone.as_ref()? };
+    // SAFETY: in a worker the zone stays mapped for the process's life.
+    let pool = unsafe { SlabPool::from_shm_zone(z)? };
+    let shared = NonNull::new(pool.as_ref().data.cast::<Shared>())?;
+    let _locked = pool.lock();
+    // SAFETY: the table lives in the zone; the slab mutex is held.
+    let t = unsafe { &mut *shared.as_ptr() };
+    Some(f(z.shm.name.as_bytes(), t))
+}
