@@ -248,6 +248,27 @@ class Nginx:
             lines = [l for l in lines if f'request: "' in l and f" {uri} HTTP/" in l]
         return lines
 
+    def check_failure(self, uri, r, status, cause, listed=None, detail=None, attempts=1,
+                      header="X-Upstream-Cause"):
+        """What a user sees of one failed request `r` to `uri`: its status,
+        the cause header, the access-log variables and the one enriched
+        line. `listed`, `detail` and `attempts` are checked unless None.
+        Returns the access-log entry and the line."""
+        assert r.status == status, (uri, r.status, r.body[:200])
+        assert r.header(header) == cause, (uri, r.headers)
+        (e,) = self.access_for(uri)
+        assert e["upstream_cause"] == cause, e
+        if listed is not None:
+            assert e["upstream_cause_list"] == listed, e
+        if detail is not None:
+            assert e["upstream_cause_detail"] == detail, e
+        (line,) = self.cause_lines(uri)
+        start = f"upstream_cause={cause} status={status} "
+        if attempts is not None:
+            start += f"attempts={attempts} "
+        assert start in line, line
+        return e, line
+
 
 @pytest.fixture
 def nginx_factory(tmp_path):

@@ -30,13 +30,7 @@ def nginx(nginx_factory, faults):
 
 @pytest.mark.parametrize("path,status,cause,detail", FAULTS, ids=[f[0] for f in FAULTS])
 def test_fault_is_classified(nginx, path, status, cause, detail):
-    r = nginx.get(path)
-    assert r.status == status
-    assert r.header("X-Upstream-Cause") == cause
-    (e,) = nginx.access_for(path)
-    assert (e["upstream_cause"], e["upstream_cause_list"], e["upstream_cause_detail"]) == (cause, cause, detail)
-    (line,) = nginx.cause_lines(path)
-    assert f"upstream_cause={cause} status={status} attempts=1 " in line
+    nginx.check_failure(path, nginx.get(path), status, cause, listed=cause, detail=detail)
 
 
 def test_truncated_body_after_the_header(nginx):

@@ -155,14 +155,7 @@ def site(nginx_factory, fpm_factory, docroot):
 def check_failure(nginx, uri, r, cause, detail_text):
     """What a user sees of one failed request: status, header, the
     access-log variables and the enriched line (with a hint)."""
-    assert r.status == 502, (uri, r.status, r.body[:200])
-    assert r.header("X-Upstream-Cause") == cause, uri
-    (e,) = nginx.access_for(uri)
-    assert e["upstream_cause"] == cause, e
-    assert e["upstream_cause_list"] == cause, e
-    assert e["upstream_cause_detail"] == detail_text, e
-    (line,) = nginx.cause_lines(uri)
-    assert f"upstream_cause={cause} status=502 attempts=1 " in line, line
+    _, line = nginx.check_failure(uri, r, 502, cause, listed=cause, detail=detail_text)
     assert f'causes="{cause}" detail="{detail_text}" hint="' in line, line
     hint = re.search(r' hint="((?:[^"\\]|\\.)+)"', line)
     assert hint, line

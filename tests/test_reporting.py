@@ -275,11 +275,21 @@ def test_classification_is_traced_in_the_debug_log(nginx_factory):
     assert "[debug] " in traced[0] and "cause=Some(ConnectRefused)" in traced[0] and "errno=Some(111)" in traced[0]
 
 
-def test_no_debug_events_above_debug_level(env):
-    nginx, _, _ = env
-    nginx.get("/gone/x")
-    nginx.access_for("/gone/x")
-    assert not [l for l in nginx.error_lines() if "[debug]" in l]
+@pytest.mark.parametrize("level", ["info", "debug_core"])
+def test_no_trace_unless_the_log_debugs_http(nginx_factory, level):
+    """The core's trace goes only to a log that debugs http. `debug_core`
+    lets lines of debug level through nginx's own level check (it writes
+    core debugging), so a trace written without asking for http would
+    show there."""
+    refused = dead_port()
+    body = f"upstream_cause_header X-C; server {{ listen 127.0.0.1:@PORT@; " \
+           f"location / {{ proxy_pass http://127.0.0.1:{refused}; }} }}"
+    nginx = nginx_factory(body, error_level=level)
+    assert nginx.get("/x").header("X-C") == "connect_refused"
+    nginx.access_for("/x")
+    lines = nginx.error_lines()
+    assert [l for l in lines if "upstream_cause=connect_refused" in l], lines
+    assert not [l for l in lines if "upstream_cause: classified attempt" in l]
 
 
 def test_many_failed_requests_at_once_keep_their_own_records(nginx_factory, faults, go_service):
