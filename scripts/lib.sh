@@ -43,9 +43,10 @@ BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-
 # What the test suite needs on top.
 # (php-fpm: a real PHP-FPM pool on a unix socket; python3-grpcio: a real gRPC
 # server; python3-hpack: decodes nginx's HTTP/2 request headers in the
-# HTTP/2 fault upstream)
+# HTTP/2 fault upstream; prometheus: promtool and a real Prometheus for
+# contrib/'s alert rules and dashboard)
 TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl
-    php-fpm python3-grpcio python3-hpack)
+    php-fpm python3-grpcio python3-hpack prometheus)
 
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup, or Debian trixie's cargo), 1.85 or newer" >&2; return 1; }
