@@ -44,9 +44,22 @@ BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-
 # (php-fpm: a real PHP-FPM pool on a unix socket; python3-grpcio: a real gRPC
 # server; python3-hpack: decodes nginx's HTTP/2 request headers in the
 # HTTP/2 fault upstream; prometheus: promtool and a real Prometheus for
-# contrib/'s alert rules and dashboard)
+# contrib/'s alert rules and dashboard; python3-pip: see need_python_libs)
 TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl
-    php-fpm python3-grpcio python3-hpack prometheus)
+    php-fpm python3-grpcio python3-hpack prometheus python3-pip)
+
+# PyPI packages the tests use that Debian does not ship, under .work/pylib
+# (tests/conftest.py puts it on the path): http-sf, a Structured Fields
+# parser (RFC 9651) no one here wrote, for Proxy-Status.
+PYPI_TEST_LIBS=(http-sf==1.5.0)
+need_python_libs() {
+    [ -f "$WORK/pylib/.installed" ] && [ "$(cat "$WORK/pylib/.installed")" = "${PYPI_TEST_LIBS[*]}" ] && return 0
+    say "installing ${PYPI_TEST_LIBS[*]} from PyPI into .work/pylib"
+    rm -rf "$WORK/pylib"
+    /usr/bin/python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+        --target "$WORK/pylib" "${PYPI_TEST_LIBS[@]}"
+    echo "${PYPI_TEST_LIBS[*]}" >"$WORK/pylib/.installed"
+}
 
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (rustup, or Debian trixie's cargo), 1.85 or newer" >&2; return 1; }

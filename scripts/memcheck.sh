@@ -117,6 +117,7 @@ asan | valgrind | all) ;;
     ;;
 esac
 need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+need_python_libs
 need_cargo
 # Each step a statement of its own, so that set -e stops at a failed build.
 if [ "$mode" != valgrind ]; then

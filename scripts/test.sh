@@ -19,6 +19,7 @@ source "$(dirname "$0")/lib.sh"
 case "${UPSTREAM_CAUSE_NGINX:-vendored}" in
 vendored)
     need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    need_python_libs
     need_rust_tools
     build_all
 
@@ -33,6 +34,7 @@ vendored)
     ;;
 distro)
     need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    need_python_libs
     need_distro_nginx
     need_cargo
     say "building the module in nginx-dev's tree (./configure --add-dynamic-module, make modules) for $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
@@ -49,6 +51,7 @@ distro)
     ;;
 nginx-org)
     need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    need_python_libs
     need_cargo
     (cd "$ROOT" && cargo fetch --locked >/dev/null)
     say "building nginx as nginx.org's packages do (pkg-oss's configure arguments), and the module separately with --add-dynamic-module"

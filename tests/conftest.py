@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# PyPI packages Debian does not ship (scripts/lib.sh: need_python_libs)
+if (ROOT / ".work/pylib").is_dir():
+    sys.path.append(str(ROOT / ".work/pylib"))
 NGINX_BIN = os.environ.get("NGINX_BIN", str(ROOT / ".work/bin/nginx"))
 MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE", str(ROOT / ".work/modules/ngx_http_upstream_cause_module.so"))
 GO_SERVICE = os.environ.get("GO_SERVICE", str(ROOT / ".work/bin/go-service"))

@@ -33,6 +33,16 @@ BAD_VALUES = [
     ("upstream_cause_log debug;",
      'invalid value "debug" in "upstream_cause_log" directive, it must be "off", "emerg", "alert", "crit", '
      '"error", "warn", "notice" or "info"'),
+    ('upstream_cause_proxy_status "my proxy";',
+     'invalid value "my proxy" in "upstream_cause_proxy_status" directive, it must be "off", "on" or a name '
+     '(a Structured Fields token of at most 64 bytes)'),
+    ("upstream_cause_proxy_status 1gw;",
+     'invalid value "1gw" in "upstream_cause_proxy_status" directive, it must be "off", "on" or a name '
+     '(a Structured Fields token of at most 64 bytes)'),
+    (f"upstream_cause_proxy_status {'g' * 65};",
+     f'invalid value "{"g" * 64}..." in "upstream_cause_proxy_status" directive, it must be "off", "on" or a name '
+     '(a Structured Fields token of at most 64 bytes)'),
+    ("upstream_cause_proxy_status;", 'invalid number of arguments in "upstream_cause_proxy_status" directive'),
     ("upstream_cause on off;", 'invalid number of arguments in "upstream_cause" directive'),
     ("upstream_cause_header;", 'invalid number of arguments in "upstream_cause_header" directive'),
     ("upstream_cause_log error warn;", 'invalid number of arguments in "upstream_cause_log" directive'),
@@ -64,14 +74,16 @@ def test_a_wrong_value_fails_nginx_t(tmp_path, directive, message, level):
     check_fails(tmp_path, placed, directive, message)
 
 
-@pytest.mark.parametrize("directive", ["upstream_cause on;", "upstream_cause_header X-A;", "upstream_cause_log warn;"])
+@pytest.mark.parametrize("directive", ["upstream_cause on;", "upstream_cause_header X-A;", "upstream_cause_log warn;",
+                                       "upstream_cause_proxy_status on;"])
 def test_a_duplicate_fails_nginx_t(tmp_path, directive):
     name = directive.split()[0]
     body = f"server {{ listen 127.0.0.1:@PORT@;\n location / {{\n {directive}\n {directive} # again\n }} }}"
     check_fails(tmp_path, body, "# again", f'"{name}" directive is duplicate')
 
 
-@pytest.mark.parametrize("directive", ["upstream_cause on;", "upstream_cause_header X-A;", "upstream_cause_log warn;"])
+@pytest.mark.parametrize("directive", ["upstream_cause on;", "upstream_cause_header X-A;", "upstream_cause_log warn;",
+                                       "upstream_cause_proxy_status on;"])
 def test_outside_http_is_not_allowed(tmp_path, directive):
     name = directive.split()[0]
     check_fails(tmp_path, "server { listen 127.0.0.1:@PORT@; }", directive,
@@ -90,7 +102,9 @@ def test_every_valid_value_passes_nginx_t(tmp_path):
                      for l in levels)
     body = ("upstream_cause on; upstream_cause_header off; upstream_cause_log error;\n"
             "server { listen 127.0.0.1:@PORT@; upstream_cause off; upstream_cause_header x_underscore_ok;\n"
-            f"{locs}\n location /h {{ upstream_cause_header off; }} }}")
+            f"{locs}\n location /h {{ upstream_cause_header off; }}\n"
+            " location /p1 { upstream_cause_proxy_status on; } location /p2 { upstream_cause_proxy_status off; }\n"
+            " location /p3 { upstream_cause_proxy_status gw-1.example:8443/x; } }")
     res = Nginx(tmp_path / "conf", body).test_config()
     assert res.returncode == 0, res.stderr
     assert "test is successful" in res.stderr

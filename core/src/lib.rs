@@ -11,6 +11,7 @@ pub mod hint;
 pub mod metrics;
 pub mod observed;
 pub mod peers;
+pub mod proxy_status;
 pub mod render;
 pub mod scan;
 pub mod summary;

@@ -16,7 +16,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::error::{report, report_at, ConfError};
-use super::{Header, LocConf, LogLine, MainConf};
+use super::{Header, LocConf, LogLine, MainConf, ProxyStatus};
 use crate::Module;
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
@@ -37,7 +37,7 @@ const fn command(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 6] = [
+pub static mut COMMANDS: [ngx_command_t; 7] = [
     command(
         ngx_string!("upstream_cause"),
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -48,6 +48,12 @@ pub static mut COMMANDS: [ngx_command_t; 6] = [
         ngx_string!("upstream_cause_header"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         set_header,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("upstream_cause_proxy_status"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        set_proxy_status,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
     command(
@@ -143,6 +149,34 @@ extern "C" fn set_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mu
                 expected: "\"off\" or a header name",
             });
         });
+        Ok(())
+    })
+}
+
+/// The member's name `on` gives.
+static NGINX: &[u8] = b"nginx";
+
+/// `upstream_cause_proxy_status off|on|NAME`.
+extern "C" fn set_proxy_status(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    directive(cf, cmd, conf, |_, lcf: &mut LocConf, args| {
+        if lcf.proxy_status.is_some() {
+            return Err(ConfError::Duplicate);
+        }
+        let value = arg(args, 1);
+        lcf.proxy_status = Some(ProxyStatus(match value {
+            b"off" => None,
+            b"on" => Some(ngx_str_t {
+                len: NGINX.len(),
+                data: NGINX.as_ptr().cast_mut(),
+            }),
+            _ if value.len() <= 64 && upstream_cause_core::proxy_status::is_token(value) => Some(args[1]),
+            _ => {
+                return Err(ConfError::Invalid {
+                    value,
+                    expected: "\"off\", \"on\" or a name (a Structured Fields token of at most 64 bytes)",
+                })
+            }
+        }));
         Ok(())
     })
 }

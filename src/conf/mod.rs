@@ -25,6 +25,11 @@ pub enum Header {
     Name(ngx_str_t),
 }
 
+/// `upstream_cause_proxy_status`: the name of nginx's member (an
+/// sf-token), or `None` for off.
+#[derive(Clone, Copy, Debug)]
+pub struct ProxyStatus(pub Option<ngx_str_t>);
+
 /// `upstream_cause_log`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLine {
@@ -41,6 +46,8 @@ pub struct LocConf {
     header: Option<Header>,
     /// `upstream_cause_log LEVEL|off` (default error).
     log: Option<LogLine>,
+    /// `upstream_cause_proxy_status off|on|NAME` (default off).
+    proxy_status: Option<ProxyStatus>,
 }
 
 impl Merge for LocConf {
@@ -48,6 +55,7 @@ impl Merge for LocConf {
         self.enabled = self.enabled.or(prev.enabled).or(Some(true));
         self.header = self.header.or(prev.header).or(Some(Header::Off));
         self.log = self.log.or(prev.log).or(Some(LogLine::At(NGX_LOG_ERR as ngx_uint_t)));
+        self.proxy_status = self.proxy_status.or(prev.proxy_status).or(Some(ProxyStatus(None)));
         Ok(())
     }
 }
@@ -70,6 +78,17 @@ impl LocConf {
             Some(Header::Name(name)) => Some(name),
             _ => None,
         }
+    }
+
+    /// The name of nginx's `Proxy-Status` member, if the field is added.
+    pub fn proxy_status(&self) -> Option<&ngx_str_t> {
+        self.proxy_status.as_ref().and_then(|p| p.0.as_ref())
+    }
+
+    /// Whether a response's headers may be changed here: a cause header
+    /// or `Proxy-Status` is configured.
+    pub fn changes_headers(&self) -> bool {
+        self.header().is_some() || self.proxy_status().is_some()
     }
 
     /// The enriched line's level, if it is written.
