@@ -149,7 +149,8 @@ def burst(nginx_factory, faults, go_service, tls_server, certs, tmp_path):  # no
         location /one/ {{ proxy_read_timeout 8s; rewrite ^ /silent break; proxy_pass http://one; }}
         location /own502/ {{ rewrite ^ /bad-gateway break; proxy_pass http://go; }}
         location /ok/ {{ rewrite ^ /ok break; proxy_pass http://go; }}
-        location /pay/ {{ proxy_ssl_verify on; proxy_ssl_name server.test;
+        location /pay/ {{ proxy_ssl_protocols TLSv1.2 TLSv1.3;  # 1.22's default has no TLSv1.3
+                          proxy_ssl_verify on; proxy_ssl_name server.test;
                           proxy_ssl_trusted_certificate {certs}/other.crt; proxy_pass https://pay; }}
     }}""")
     prom = Prometheus(tmp_path, nginx.port)

@@ -2,12 +2,11 @@
 as clients parse it, by a Structured Fields parser no one here wrote
 (http-sf, from PyPI; scripts/test.sh installs it under .work/pylib)."""
 import random
-import socket
 import subprocess
 
 import pytest
 
-from conftest import HTTP2_LISTEN, HTTP2_ON, dead_port, request
+from conftest import HTTP2_LISTEN, HTTP2_ON, dead_port
 from test_taxonomy import serving
 
 http_sf = pytest.importorskip("http_sf", reason="http-sf is not installed (scripts/test.sh installs it)")
@@ -55,7 +54,7 @@ def nginx(nginx_factory, faults, go_service, upstream_ps):
     upstream_cause_header X-Upstream-Cause;
     upstream_cause_proxy_status on;
     upstream app {{ server 127.0.0.1:{refused}; }}
-    server {{ listen 127.0.0.1:@PORT@{HTTP2_LISTEN}; {HTTP2_ON}
+    server {{ listen 127.0.0.1:@PORT@;
         proxy_read_timeout 300ms;
         location /refused/ {{ proxy_pass http://app; }}
         location /named/ {{ upstream_cause_proxy_status gw-1.example; proxy_pass http://app; }}
@@ -150,7 +149,13 @@ def test_head_requests_carry_it(nginx):
     assert ours(field(r))["error"] == "connection_refused"
 
 
-def test_http2_clients_get_it(nginx):
+def test_http2_clients_get_it(nginx_factory):
+    # a listener of its own: before 1.25.1, `listen ... http2` takes HTTP/2 only
+    nginx = nginx_factory(f"""
+    upstream_cause_proxy_status on;
+    server {{ listen 127.0.0.1:@PORT@{HTTP2_LISTEN}; {HTTP2_ON}
+        location /refused/ {{ proxy_pass http://127.0.0.1:{dead_port()}; }}
+    }}""")
     res = subprocess.run(["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge", "-w",
                           "%{http_version} %{http_code} %header{proxy-status}",
                           f"http://127.0.0.1:{nginx.port}/refused/h2"], capture_output=True, text=True, timeout=30)
