@@ -2,12 +2,13 @@
 as clients parse it, by a Structured Fields parser no one here wrote
 (http-sf, from PyPI; scripts/test.sh installs it under .work/pylib)."""
 import random
+import socket
 import subprocess
 
 import pytest
 
 from conftest import HTTP2_LISTEN, HTTP2_ON, dead_port
-from test_taxonomy import serving
+from test_taxonomy import certs, nxdomain_resolver, serving, tls_server  # noqa: F401 (fixtures)
 
 http_sf = pytest.importorskip("http_sf", reason="http-sf is not installed (scripts/test.sh installs it)")
 
@@ -97,6 +98,42 @@ def test_one_member_per_cause_family(nginx, faults, uri, status, cause, error):
     assert "received-status" not in params
     (e,) = nginx.access_for(uri)
     assert params["next-hop"] == e["upstream_addr"]
+
+
+def test_tls_resolver_and_balancer_families(nginx_factory, tls_server, certs, nxdomain_resolver):  # noqa: F811
+    """A certificate nginx rejects, a name that does not resolve, a resolver
+    that does not answer, and a group with no live server."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a resolver that never answers
+    silent.bind(("127.0.0.1", 0))
+    down = dead_port()
+    try:
+        nginx = nginx_factory(f"""
+        upstream_cause_proxy_status on;
+        upstream all_down {{ server 127.0.0.1:{down} down; }}
+        server {{ listen 127.0.0.1:@PORT@;
+            location /verify/ {{ proxy_ssl_protocols TLSv1.2 TLSv1.3; proxy_ssl_verify on;
+                                 proxy_ssl_name server.test; proxy_ssl_trusted_certificate {certs}/other.crt;
+                                 proxy_pass https://127.0.0.1:{tls_server}; }}
+            location /nx/ {{ resolver 127.0.0.1:{nxdomain_resolver} ipv6=off;
+                             set $backend nosuch.test; proxy_pass http://$backend:{down}; }}
+            location /slowdns/ {{ resolver 127.0.0.1:{silent.getsockname()[1]} ipv6=off; resolver_timeout 300ms;
+                                  set $backend slow.test; proxy_pass http://$backend:{down}; }}
+            location /down/ {{ proxy_pass http://all_down; }}
+        }}""")
+        for uri, status, error, cause, hop in (
+            ("/verify/x", 502, "tls_certificate_error", "tls_verify_failed", f"127.0.0.1:{tls_server}"),
+            ("/nx/x", 502, "dns_error", "resolve_failed", None),
+            ("/slowdns/x", 502, "dns_timeout", "resolve_failed", None),
+            ("/down/x", 502, "destination_unavailable", "no_live_upstreams", "all_down"),
+        ):
+            r = nginx.get(uri)
+            assert r.status == status, (uri, r.status)
+            value = field(r)
+            print(f"{cause}: Proxy-Status: {value}\n  parsed: {members(value)}")
+            params = ours(value)
+            assert (params["error"], params["details"], params.get("next-hop")) == (error, cause, hop), (uri, params)
+    finally:
+        silent.close()
 
 
 def test_an_upstreams_own_5xx_has_received_status_and_no_error(nginx, go_service):
