@@ -90,7 +90,7 @@ struct Slot {
 
 /// Records a worker keeps for reuse: when a failed request's pool is
 /// destroyed its records return here, so the next failure takes them
-/// instead of 1.4 KB of its own pool (which, late in a request, usually
+/// instead of 1.3 KB of its own pool (which, late in a request, usually
 /// means a new pool block: a malloc and a free per failed request). At
 /// most `CACHED` records per process are made this way, by the process's
 /// allocator, and never freed: the cache is a static, and so is what it
