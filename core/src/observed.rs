@@ -204,6 +204,13 @@ mod tests {
         heard(line, action).expect("heard")
     }
 
+    fn on_reused_connection() -> Observation {
+        Observation {
+            reused: true,
+            ..Default::default()
+        }
+    }
+
     fn refused() -> Heard<'static> {
         heard_ok(REFUSED, b"connecting to upstream")
     }
@@ -323,10 +330,7 @@ mod tests {
     fn a_failure_on_a_reused_connection_says_so_once_in_its_detail() {
         let mut o = Observed::<u8>::new();
         o.hear(At::Attempt(0), refused());
-        let reused = Observation {
-            reused: true,
-            ..Default::default()
-        };
+        let reused = on_reused_connection();
         o.end(0, End::Failed, reused, None);
         o.end(0, End::Failed, reused, None);
         let mut want = refused().text.to_vec();
@@ -354,10 +358,7 @@ mod tests {
         let l = line(&long);
         o.hear(At::Attempt(0), heard_ok(&l, b"reading response header from upstream"));
         assert_eq!(o.detail(At::Attempt(0)).len(), DETAIL_MAX);
-        let reused = Observation {
-            reused: true,
-            ..Default::default()
-        };
+        let reused = on_reused_connection();
         o.end(0, End::Failed, reused, None);
         let d = o.detail(At::Attempt(0));
         assert_eq!(d.len(), DETAIL_MAX);
