@@ -9,10 +9,10 @@ test:            ## the whole suite, as CI runs it
 
 check:           ## format and lints only
 	cargo fmt --all --check
-	cargo clippy --release --locked --all-targets -- -D warnings
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
-unittest:        ## the pure core's unit tests only
-	cargo test --release --locked -p upstream-cause-core
+unittest:        ## the unit tests of the pure core and the offline classifier
+	cargo test --release --locked -p upstream-cause-core -p upstream-cause
 
 build:           ## the module, the matching nginx and the Go service, under .work/
 	bash -c 'source scripts/lib.sh && build_all'

@@ -85,11 +85,20 @@ build_all() {
     ln -sf "$so" "$WORK/modules/ngx_http_upstream_cause_module.so"
     ln -sf "$nginx" "$WORK/bin/nginx"
     build_go
+    build_cli
 }
 
 build_go() {
     say "building the Go service"
     (cd "$ROOT/docker/go-service" && GOFLAGS=-mod=mod go build -o "$WORK/bin/go-service" .)
+}
+
+# The offline classifier (cli/): the same core, no nginx.
+build_cli() {
+    need_cargo
+    say "building the offline classifier (upstream-cause)"
+    (cd "$ROOT" && cargo build --release --locked -p upstream-cause)
+    ln -sf "$ROOT/target/release/upstream-cause" "$WORK/bin/upstream-cause"
 }
 
 # Against an installed distro nginx: Debian's/Ubuntu's nginx-dev ships the

@@ -24,10 +24,10 @@ vendored)
     build_all
 
     say "format and lints"
-    (cd "$ROOT" && cargo fmt --all --check && cargo clippy --release --locked --all-targets -- -D warnings)
+    (cd "$ROOT" && cargo fmt --all --check && cargo clippy --release --locked --workspace --all-targets -- -D warnings)
 
-    say "unit tests (pure core)"
-    (cd "$ROOT" && cargo test --release --locked -p upstream-cause-core)
+    say "unit tests (pure core, offline classifier)"
+    (cd "$ROOT" && cargo test --release --locked -p upstream-cause-core -p upstream-cause)
 
     NGINX_BIN="$WORK/bin/nginx"
     MODULE="$WORK/modules/ngx_http_upstream_cause_module.so"
@@ -40,6 +40,7 @@ distro)
     say "building the module in nginx-dev's tree (./configure --add-dynamic-module, make modules) for $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
     MODULE=$(build_distro)
     build_go
+    build_cli
     NGINX_BIN=/usr/sbin/nginx
     # tests/test_build.py: nginx refuses a module built for another version
     # (the vendored 1.28.3 build, when scripts/test.sh made one here)
@@ -65,6 +66,7 @@ nginx-org)
     export NGINX_SOURCE_TREE
     NGINX_SOURCE_TREE=$(vendored_nginx_source)
     build_go
+    build_cli
     ;;
 *)
     echo "UPSTREAM_CAUSE_NGINX must be vendored, distro or nginx-org" >&2
@@ -77,4 +79,5 @@ cd "$ROOT"
 NGINX_BIN="$NGINX_BIN" \
 UPSTREAM_CAUSE_MODULE="$MODULE" \
 GO_SERVICE="$WORK/bin/go-service" \
+UPSTREAM_CAUSE_CLI="$WORK/bin/upstream-cause" \
     /usr/bin/python3 -m pytest -p no:cacheprovider -q tests "$@"

@@ -6,6 +6,7 @@
 
 pub mod cause;
 pub mod classify;
+pub mod errlog;
 pub mod errno;
 pub mod hint;
 pub mod metrics;

@@ -339,13 +339,21 @@ fn number(out: &mut impl Sink, n: u64) {
     out.put(&buf[i..]);
 }
 
+/// The attempts family's HELP and TYPE lines (the module's scrape and the
+/// offline classifier's `prometheus`).
+pub const ATTEMPTS_HELP: &[u8] =
+    b"# HELP nginx_upstream_cause_total Upstream attempts that failed, by upstream group, peer and cause.\n\
+# TYPE nginx_upstream_cause_total counter\n";
+/// The responses family's HELP and TYPE lines.
+pub const RESPONSES_HELP: &[u8] = b"# HELP nginx_upstream_cause_responses_total Responses whose final status was produced by an upstream failure, by cause and status.\n\
+# TYPE nginx_upstream_cause_responses_total counter\n";
+
 /// Renders the scrape: both families (HELP and TYPE even when empty), in a
 /// stable order, then the zone gauges. `series` is a snapshot of the slots
 /// (it is sorted in place).
 pub fn render_prometheus(out: &mut impl Sink, series: &mut [Series], h: &Header, capacity: usize) {
     series.sort_unstable_by(order);
-    out.put(b"# HELP nginx_upstream_cause_total Upstream attempts that failed, by upstream group, peer and cause.\n");
-    out.put(b"# TYPE nginx_upstream_cause_total counter\n");
+    out.put(ATTEMPTS_HELP);
     for s in series.iter().filter(|s| s.family() == Some(Family::Attempts)) {
         let Some(c) = s.cause() else { continue };
         out.put(b"nginx_upstream_cause_total{upstream=\"");
@@ -358,8 +366,7 @@ pub fn render_prometheus(out: &mut impl Sink, series: &mut [Series], h: &Header,
         number(out, s.count);
         out.put(b"\n");
     }
-    out.put(b"# HELP nginx_upstream_cause_responses_total Responses whose final status was produced by an upstream failure, by cause and status.\n");
-    out.put(b"# TYPE nginx_upstream_cause_responses_total counter\n");
+    out.put(RESPONSES_HELP);
     for s in series.iter().filter(|s| s.family() == Some(Family::Responses)) {
         let Some(c) = s.cause() else { continue };
         out.put(b"nginx_upstream_cause_responses_total{upstream=\"");

@@ -98,6 +98,36 @@ pub fn escape_quoted(out: &mut impl Sink, bytes: &[u8]) {
     }
 }
 
+/// The inverse of [`escape_quoted`]: the bytes a quoted value stands for.
+/// `None` if it is not one `escape_quoted` could have written.
+pub fn unescape_quoted(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => match s.get(i + 1)? {
+                b'"' | b'\\' => {
+                    out.push(s[i + 1]);
+                    i += 2;
+                }
+                b'x' => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    let (hi, lo) = (hex(*s.get(i + 2)?)?, hex(*s.get(i + 3)?)?);
+                    out.push((hi * 16 + lo) as u8);
+                    i += 4;
+                }
+                _ => return None,
+            },
+            b'"' => return None,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Whether `name` is acceptable as a response header name: an HTTP token
 /// of letters, digits, `-` and `_`, at most 64 bytes.
 pub fn is_header_name(name: &[u8]) -> bool {

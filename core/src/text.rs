@@ -98,7 +98,7 @@ fn anchor(needle: &[u8]) -> usize {
 }
 
 /// The first occurrence of `needle` in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let n = needle.len();
     let last = hay.len().checked_sub(n)?;
     if n == 0 {

@@ -4,37 +4,11 @@
 
 use proptest::prelude::*;
 use upstream_cause_core::hint::hint;
-use upstream_cause_core::render::{escape_quoted, render_list, render_log_line, Entry, FixedBuf, LogLine};
+use upstream_cause_core::render::{
+    escape_quoted, render_list, render_log_line, unescape_quoted, Entry, FixedBuf, LogLine,
+};
 use upstream_cause_core::text::{extract_message, parse_message, MessageKind};
 use upstream_cause_core::{classify, final_cause, Cause, End, Observation};
-
-/// Inverse of `escape_quoted`; `None` if the text is not a valid escape.
-fn unescape(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => match s.get(i + 1)? {
-                b'"' | b'\\' => {
-                    out.push(s[i + 1]);
-                    i += 2;
-                }
-                b'x' => {
-                    let hex = std::str::from_utf8(s.get(i + 2..i + 4)?).ok()?;
-                    out.push(u8::from_str_radix(hex, 16).ok()?);
-                    i += 4;
-                }
-                _ => return None,
-            },
-            b'"' => return None,
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
-}
 
 fn printable_line(b: &[u8]) -> bool {
     b.iter().all(|&c| (0x20..0x7f).contains(&c))
@@ -134,7 +108,7 @@ proptest! {
         escape_quoted(&mut out, &bytes);
         prop_assert!(!out.truncated());
         prop_assert!(printable_line(out.as_bytes()));
-        prop_assert_eq!(unescape(out.as_bytes()), Some(bytes));
+        prop_assert_eq!(unescape_quoted(out.as_bytes()), Some(bytes));
     }
 
     #[test]
@@ -163,7 +137,7 @@ proptest! {
         let text = String::from_utf8(line.to_vec()).unwrap();
         let start = text.find(" detail=\"").unwrap() + 9;
         let end = text.rfind("\" hint=\"").unwrap();
-        prop_assert_eq!(unescape(&line[start..end]), Some(detail));
+        prop_assert_eq!(unescape_quoted(&line[start..end]), Some(detail));
         let hint_kv = format!("hint=\"{}\"", hint(c, message.as_ref()));
         prop_assert!(text.ends_with(&hint_kv));
         let mut list = vec![0u8; 4096];

@@ -1,0 +1,578 @@
+//! Failed requests put back together from an error log's lines.
+//!
+//! nginx writes no line when a request ends, so a request is the run of
+//! upstream failure lines one worker wrote for one client connection
+//! (`pid`, `*N`) about one request line, client and host:
+//! - a line more than `window` seconds after the previous one, or about
+//!   another request line, starts a new request;
+//! - so does a line naming a peer the request already tried: nginx never
+//!   tries a peer twice in a request, except once more after a failure
+//!   on a cached keepalive connection (closed, reset or a failed send);
+//! - the module's own line (`upstream_cause=...`) ends its request and is
+//!   taken as it is: nginx's lines it accounts for are not counted again.
+//!
+//! Open requests are bounded in number ([`Assembler::new`]'s `max_open`)
+//! and in size (attempts and field bytes), so memory does not grow with the
+//! log.
+
+use std::collections::HashMap;
+
+use upstream_cause_core::errlog::{self, Context, ErrorLine, ModuleLine, Time, MODULE_KEY};
+use upstream_cause_core::hint::hint;
+use upstream_cause_core::observed::{DETAIL_MAX, MAX_ATTEMPTS};
+use upstream_cause_core::render::unescape_quoted;
+use upstream_cause_core::{Cause, Message, MessageKind};
+
+/// Bytes kept of a context field (nginx's own lines hold at most 2,048).
+const FIELD_MAX: usize = 1024;
+
+/// Where a request's report comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// nginx's own lines only: what the text cannot tell is unknown.
+    Nginx,
+    /// The module's enriched line.
+    Module,
+}
+
+/// One failed attempt (or, for the resolver, the failure before any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub cause: Cause,
+    /// The peer, as nginx names it (`127.0.0.1:8081`); empty if unknown.
+    pub peer: Vec<u8>,
+    /// The upstream URL up to the peer (`http://127.0.0.1:8081`), or the
+    /// name that could not be resolved; empty if unknown.
+    pub upstream: Vec<u8>,
+}
+
+/// A failed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub time: Time,
+    pub last: Time,
+    pub pid: u32,
+    pub conn: u64,
+    pub client: Vec<u8>,
+    pub server: Vec<u8>,
+    pub host: Vec<u8>,
+    pub request: Vec<u8>,
+    /// nginx's `upstream: "..."` of the last line.
+    pub upstream: Vec<u8>,
+    /// The failed attempts, in order.
+    pub attempts: Vec<Attempt>,
+    /// Failed attempts past [`MAX_ATTEMPTS`], not kept.
+    pub more: u32,
+    /// The request's cause: its last failure's (the module's, when it wrote one).
+    pub cause: Cause,
+    /// `$upstream_cause_list`'s form: the module's, or the failures seen.
+    pub causes: String,
+    /// nginx's text of the cause's failure.
+    pub detail: Vec<u8>,
+    pub hint: String,
+    /// The status nginx sent (only the module's line says it).
+    pub status: Option<u16>,
+    /// The module's attempt count (successful ones included).
+    pub attempts_made: Option<u32>,
+    pub source: Source,
+    /// The text says the group had no live server: it cannot tell a
+    /// saturated group (`max_conns_reached`) from a dead one.
+    pub no_live: bool,
+}
+
+impl Request {
+    /// What the text cannot tell of this request, by name.
+    pub fn unknown(&self) -> Vec<&'static str> {
+        let mut u = Vec::new();
+        if self.source == Source::Nginx {
+            // nginx logs no line for a successful attempt or a passed-on 5xx
+            u.extend(["status", "later_attempts", "via_upstream", "reused"]);
+            if self.no_live {
+                u.push("max_conns_reached");
+            }
+        } else if self.attempts.iter().any(|a| a.peer.is_empty()) {
+            u.push("peers");
+        }
+        u
+    }
+}
+
+/// What was read, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Lines shaped as nginx writes them.
+    pub nginx_lines: u64,
+    /// Upstream failure lines of nginx's, taken as attempts.
+    pub attempt_lines: u64,
+    /// The module's own lines.
+    pub module_lines: u64,
+    /// nginx's lines a module line accounted for (not counted again).
+    pub folded: u64,
+    /// Lines that mention an upstream but could not be read: a module
+    /// line cut or altered, a failure line without its connection.
+    pub unreadable: u64,
+    /// Requests closed early because too many were open at once.
+    pub evicted: u64,
+    pub requests: u64,
+}
+
+struct Open {
+    req: Request,
+    /// The cached-connection retry nginx allows was used.
+    retried: bool,
+    /// The last failure's parsed message (refines the hint).
+    message: Option<Message>,
+}
+
+fn capped(v: Option<&[u8]>) -> Vec<u8> {
+    let v = v.unwrap_or_default();
+    v[..v.len().min(FIELD_MAX)].to_vec()
+}
+
+fn same_context(r: &Request, c: &Context<'_>) -> bool {
+    let eq = |have: &[u8], got: Option<&[u8]>| {
+        let got = got.unwrap_or_default();
+        have == &got[..got.len().min(FIELD_MAX)]
+    };
+    eq(&r.client, c.client) && eq(&r.server, c.server) && eq(&r.request, c.request) && eq(&r.host, c.host)
+}
+
+/// The failures a cached keepalive connection shows when its upstream
+/// closed it: nginx tries once more, possibly on the same peer.
+fn stale_connection_failure(c: Cause) -> bool {
+    matches!(
+        c,
+        Cause::UpstreamPrematurelyClosed | Cause::UpstreamReset | Cause::SendFailed
+    )
+}
+
+/// The peer and upstream of an attempt's line: from nginx's `upstream:
+/// "..."`, or the name a resolver failure names.
+fn peer_and_upstream(l: &ErrorLine<'_>, m: &Message) -> (Vec<u8>, Vec<u8>) {
+    if let Some(u) = l.context.upstream {
+        let (peer, upstream) = errlog::peer_of(u);
+        return (capped(Some(peer)), capped(Some(upstream)));
+    }
+    if m.kind == MessageKind::ResolveFailed {
+        let name = match l.message.strip_prefix(b"no resolver defined to resolve ") {
+            Some(n) => n,
+            None => {
+                let end = upstream_cause_core::scan::memchr(b' ', l.message).unwrap_or(l.message.len());
+                &l.message[..end]
+            }
+        };
+        return (Vec::new(), capped(Some(name)));
+    }
+    (Vec::new(), Vec::new())
+}
+
+/// Puts requests back together, line by line.
+pub struct Assembler {
+    open: HashMap<(u32, u64), Open>,
+    window: i64,
+    max_open: usize,
+    now: Time,
+    swept: Time,
+    pub stats: Stats,
+}
+
+impl Assembler {
+    /// `window`: seconds of the log's clock after which a request's next
+    /// line starts a new one. `max_open`: requests kept open at once.
+    pub fn new(window: i64, max_open: usize) -> Self {
+        Assembler {
+            open: HashMap::new(),
+            window,
+            max_open: max_open.max(1),
+            now: Time::MIN,
+            swept: Time::MIN,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Requests open now.
+    #[cfg(test)]
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The latest time the log's lines have shown.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// One line ([`errlog::parse_line`]); closed requests go to `out`.
+    pub fn line(&mut self, l: &ErrorLine<'_>, out: &mut impl FnMut(Request)) {
+        if l.time > self.now {
+            self.now = l.time;
+            if self.now >= self.swept.saturating_add(self.window.max(1)) {
+                self.sweep(self.now, out);
+            }
+        }
+        if l.message.starts_with(MODULE_KEY) {
+            match (errlog::parse_module_line(l.message), l.conn) {
+                (Some(m), Some(conn)) => {
+                    self.stats.module_lines += 1;
+                    self.module(l, conn, &m, out);
+                }
+                _ => self.stats.unreadable += 1,
+            }
+            return;
+        }
+        let Some((m, cause)) = errlog::attempt(l.message) else {
+            return;
+        };
+        let Some(conn) = l.conn else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        self.stats.attempt_lines += 1;
+        self.attempt(l, conn, m, cause, out);
+    }
+
+    fn new_request(l: &ErrorLine<'_>, conn: u64, source: Source) -> Request {
+        Request {
+            time: l.time,
+            last: l.time,
+            pid: l.pid,
+            conn,
+            client: capped(l.context.client),
+            server: capped(l.context.server),
+            host: capped(l.context.host),
+            request: capped(l.context.request),
+            upstream: capped(l.context.upstream),
+            attempts: Vec::new(),
+            more: 0,
+            cause: Cause::ConnectError,
+            causes: String::new(),
+            detail: Vec::new(),
+            hint: String::new(),
+            status: None,
+            attempts_made: None,
+            source,
+            no_live: false,
+        }
+    }
+
+    fn attempt(&mut self, l: &ErrorLine<'_>, conn: u64, m: Message, cause: Cause, out: &mut impl FnMut(Request)) {
+        let key = (l.pid, conn);
+        let (peer, upstream) = peer_and_upstream(l, &m);
+        let continues = self.open.get(&key).map(|o| {
+            let r = &o.req;
+            let tried = !peer.is_empty() && r.attempts.iter().any(|a| a.peer == peer);
+            let retry = tried
+                && !o.retried
+                && r.attempts
+                    .last()
+                    .is_some_and(|a| a.peer == peer && stale_connection_failure(a.cause));
+            let fresh = l.time >= r.last && l.time - r.last <= self.window;
+            (same_context(r, &l.context) && fresh && (!tried || retry), retry)
+        });
+        let retried = match continues {
+            Some((true, retry)) => retry,
+            Some((false, _)) => {
+                if let Some(o) = self.open.remove(&key) {
+                    self.close(o, out);
+                }
+                false
+            }
+            None => false,
+        };
+        if !self.open.contains_key(&key) && self.open.len() >= self.max_open {
+            self.evict(out);
+        }
+        let o = self.open.entry(key).or_insert_with(|| Open {
+            req: Self::new_request(l, conn, Source::Nginx),
+            retried: false,
+            message: None,
+        });
+        o.retried |= retried;
+        let r = &mut o.req;
+        r.last = l.time;
+        r.upstream = capped(l.context.upstream);
+        if r.attempts.len() < MAX_ATTEMPTS {
+            r.attempts.push(Attempt { cause, peer, upstream });
+        } else {
+            r.more += 1;
+        }
+        r.cause = cause;
+        r.no_live |= m.kind == MessageKind::NoLiveUpstreams;
+        r.detail = l.message[..l.message.len().min(DETAIL_MAX)].to_vec();
+        o.message = Some(m);
+    }
+
+    fn module(&mut self, l: &ErrorLine<'_>, conn: u64, m: &ModuleLine<'_>, out: &mut impl FnMut(Request)) {
+        let key = (l.pid, conn);
+        // The module's entries: the failed ones, each with the peer of the
+        // nginx line it accounts for, where the text had one.
+        let listed: Vec<Cause> = m
+            .causes
+            .split(|&b| b == b',' || b == b':')
+            .filter_map(|e| Cause::from_code(std::str::from_utf8(e.trim_ascii()).ok()?))
+            .collect();
+        // nginx writes a line for every failure but an upstream's own 5xx
+        let in_text = listed.iter().filter(|&&c| c != Cause::ViaUpstream).count();
+        let mut seen: Vec<Attempt> = Vec::new();
+        if let Some(mut o) = self.open.remove(&key) {
+            if same_context(&o.req, &l.context) {
+                let n = o.req.attempts.len();
+                let keep = n.min(in_text);
+                seen = o.req.attempts.split_off(n - keep);
+                self.stats.folded += keep as u64;
+                if !o.req.attempts.is_empty() {
+                    // earlier failures on this connection: a request of their own
+                    o.req.cause = o.req.attempts.last().map_or(o.req.cause, |a| a.cause);
+                    self.close(o, out);
+                }
+            } else {
+                self.close(o, out);
+            }
+        }
+        let mut r = Self::new_request(l, conn, Source::Module);
+        let peer = unescape_quoted(m.peer).unwrap_or_else(|| m.peer.to_vec());
+        let (_, upstream) = errlog::peer_of(l.context.upstream.unwrap_or_default());
+        let mut from_text = seen.into_iter();
+        let last = listed.len().saturating_sub(1);
+        for (i, &c) in listed.iter().enumerate().take(MAX_ATTEMPTS) {
+            let a = if c == Cause::ViaUpstream {
+                None
+            } else {
+                from_text.next()
+            };
+            let attempt = match a {
+                Some(a) => Attempt { cause: c, ..a },
+                _ if i == last => Attempt {
+                    cause: c,
+                    peer: peer.clone(),
+                    upstream: capped(Some(upstream)),
+                },
+                _ => Attempt {
+                    cause: c,
+                    peer: Vec::new(),
+                    upstream: Vec::new(),
+                },
+            };
+            r.attempts.push(attempt);
+        }
+        r.more = listed.len().saturating_sub(MAX_ATTEMPTS) as u32;
+        if m.cause == Cause::ResolveFailed && r.attempts.is_empty() {
+            r.attempts.push(Attempt {
+                cause: m.cause,
+                peer: Vec::new(),
+                upstream: Vec::new(),
+            });
+        }
+        r.cause = m.cause;
+        r.causes = String::from_utf8_lossy(m.causes).into_owned();
+        r.detail = unescape_quoted(m.detail).unwrap_or_else(|| m.detail.to_vec());
+        r.hint = String::from_utf8_lossy(m.hint).into_owned();
+        r.status = Some(m.status);
+        r.attempts_made = Some(m.attempts);
+        self.stats.requests += 1;
+        out(r);
+    }
+
+    fn close(&mut self, o: Open, out: &mut impl FnMut(Request)) {
+        let mut r = o.req;
+        if r.source == Source::Nginx {
+            let mut causes: Vec<&str> = r.attempts.iter().map(|a| a.cause.code()).collect();
+            if r.more > 0 {
+                causes.push("...");
+            }
+            r.causes = causes.join(", ");
+            r.hint = hint(r.cause, o.message.as_ref()).to_owned();
+        }
+        self.stats.requests += 1;
+        out(r);
+    }
+
+    /// Closes the requests whose last line is more than `window` before `now`.
+    pub fn sweep(&mut self, now: Time, out: &mut impl FnMut(Request)) {
+        self.swept = now;
+        let limit = now.saturating_sub(self.window);
+        let idle: Vec<(u32, u64)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.req.last < limit)
+            .map(|(k, _)| *k)
+            .collect();
+        self.close_keys(idle, out);
+    }
+
+    /// Too many open: the older half is closed.
+    fn evict(&mut self, out: &mut impl FnMut(Request)) {
+        let mut by_age: Vec<(Time, (u32, u64))> = self.open.iter().map(|(k, o)| (o.req.last, *k)).collect();
+        by_age.sort_unstable();
+        let n = by_age.len().div_ceil(2);
+        self.stats.evicted += n as u64;
+        self.close_keys(by_age.into_iter().take(n).map(|(_, k)| k).collect(), out);
+    }
+
+    fn close_keys(&mut self, mut keys: Vec<(u32, u64)>, out: &mut impl FnMut(Request)) {
+        keys.sort_unstable_by_key(|k| self.open.get(k).map(|o| (o.req.time, *k)));
+        for k in keys {
+            if let Some(o) = self.open.remove(&k) {
+                self.close(o, out);
+            }
+        }
+    }
+
+    /// The end of the input: every open request is closed, oldest first.
+    pub fn finish(&mut self, out: &mut impl FnMut(Request)) {
+        let keys = self.open.keys().copied().collect();
+        self.close_keys(keys, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[String], window: i64) -> (Vec<Request>, Stats) {
+        let mut a = Assembler::new(window, 1000);
+        let mut got = Vec::new();
+        for l in lines {
+            let parsed = errlog::parse_line(l.as_bytes()).expect("an nginx line");
+            a.stats.nginx_lines += 1;
+            a.line(&parsed, &mut |r| got.push(r));
+        }
+        a.finish(&mut |r| got.push(r));
+        (got, a.stats)
+    }
+
+    fn line(sec: u32, pid: u32, conn: u32, msg: &str, uri: &str, peer: &str) -> String {
+        format!(
+            "2026/11/25 10:00:{sec:02} [error] {pid}#{pid}: *{conn} {msg}, client: 127.0.0.1, server: s, \
+             request: \"GET {uri} HTTP/1.1\", upstream: \"http://{peer}{uri}\", host: \"h\""
+        )
+    }
+
+    const REFUSED: &str = "connect() failed (111: Connection refused) while connecting to upstream";
+    const CLOSED: &str = "upstream prematurely closed connection while reading response header from upstream";
+
+    #[test]
+    fn a_retry_over_two_peers_is_one_request_in_order() {
+        let (got, st) = run(
+            &[
+                line(1, 7, 3, REFUSED, "/a", "127.0.0.1:1"),
+                line(1, 7, 3, CLOSED, "/a", "127.0.0.1:2"),
+            ],
+            65,
+        );
+        assert_eq!(got.len(), 1);
+        let r = &got[0];
+        assert_eq!(r.causes, "connect_refused, upstream_prematurely_closed");
+        assert_eq!(r.cause, Cause::UpstreamPrematurelyClosed);
+        assert_eq!(r.attempts[0].peer, b"127.0.0.1:1");
+        assert_eq!(r.attempts[1].upstream, b"http://127.0.0.1:2");
+        assert_eq!(r.detail, CLOSED.as_bytes());
+        assert_eq!((r.pid, r.conn, r.status, r.source), (7, 3, None, Source::Nginx));
+        assert!(r.unknown().contains(&"later_attempts"));
+        assert_eq!((st.attempt_lines, st.requests), (2, 1));
+    }
+
+    #[test]
+    fn workers_connections_request_lines_and_time_apart_make_requests() {
+        let (got, _) = run(
+            &[
+                line(1, 7, 3, REFUSED, "/a", "127.0.0.1:1"),
+                line(1, 8, 3, REFUSED, "/a", "127.0.0.1:1"),
+                line(1, 7, 4, REFUSED, "/a", "127.0.0.1:1"),
+                line(2, 7, 3, REFUSED, "/b", "127.0.0.1:2"),
+                line(50, 7, 3, REFUSED, "/b", "127.0.0.1:3"),
+            ],
+            30,
+        );
+        let keys: Vec<_> = got
+            .iter()
+            .map(|r| (r.pid, r.conn, r.request.clone(), r.attempts.len()))
+            .collect();
+        assert_eq!(got.len(), 5, "{keys:?}");
+    }
+
+    #[test]
+    fn a_peer_tried_again_is_a_new_request_but_for_a_stale_keepalive_retry() {
+        let (got, _) = run(
+            &[
+                line(1, 7, 3, REFUSED, "/a", "127.0.0.1:1"),
+                line(2, 7, 3, REFUSED, "/a", "127.0.0.1:1"),
+            ],
+            65,
+        );
+        assert_eq!(got.len(), 2);
+        let (got, _) = run(
+            &[
+                line(1, 7, 3, CLOSED, "/a", "127.0.0.1:1"),
+                line(1, 7, 3, CLOSED, "/a", "127.0.0.1:1"),
+                line(1, 7, 3, CLOSED, "/a", "127.0.0.1:1"),
+            ],
+            65,
+        );
+        assert_eq!(got.iter().map(|r| r.attempts.len()).collect::<Vec<_>>(), [2, 1]);
+    }
+
+    #[test]
+    fn the_module_line_is_taken_and_the_lines_it_accounts_for_are_not_counted_again() {
+        let module = format!(
+            "2026/11/25 10:00:02 [error] 7#7: *3 upstream_cause=upstream_prematurely_closed status=502 attempts=3 \
+             peer=127.0.0.1:2 causes=\"connect_refused, via_upstream, upstream_prematurely_closed\" detail=\"{CLOSED}\" \
+             hint=\"the upstream closed\", client: 127.0.0.1, server: s, request: \"GET /a HTTP/1.1\", upstream: \
+             \"http://127.0.0.1:2/a\", host: \"h\""
+        );
+        let (got, st) = run(
+            &[
+                line(0, 7, 3, REFUSED, "/z", "127.0.0.1:1"),
+                line(1, 7, 3, REFUSED, "/a", "127.0.0.1:1"),
+                line(1, 7, 3, CLOSED, "/a", "127.0.0.1:2"),
+                module,
+            ],
+            65,
+        );
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].request, b"GET /z HTTP/1.1");
+        let r = &got[1];
+        assert_eq!(
+            (r.source, r.status, r.attempts_made),
+            (Source::Module, Some(502), Some(3))
+        );
+        assert_eq!(r.causes, "connect_refused, via_upstream, upstream_prematurely_closed");
+        let peers: Vec<_> = r
+            .attempts
+            .iter()
+            .map(|a| String::from_utf8_lossy(&a.peer).into_owned())
+            .collect();
+        assert_eq!(peers, ["127.0.0.1:1", "", "127.0.0.1:2"]);
+        assert_eq!(r.unknown(), ["peers"]);
+        assert_eq!((st.folded, st.module_lines, st.requests), (2, 1, 2));
+    }
+
+    #[test]
+    fn open_requests_are_bounded() {
+        let mut a = Assembler::new(3600, 8);
+        let mut closed = 0;
+        for conn in 0..100 {
+            let l = line(1, 1, conn, REFUSED, "/a", "127.0.0.1:1");
+            a.line(&errlog::parse_line(l.as_bytes()).unwrap(), &mut |_| closed += 1);
+            assert!(a.open() <= 8);
+        }
+        a.finish(&mut |_| closed += 1);
+        assert_eq!(closed, 100);
+        assert!(a.stats.evicted > 0);
+    }
+
+    #[test]
+    fn lines_that_cannot_be_read_are_counted() {
+        let (got, st) = run(
+            &[
+                "2026/11/25 10:00:01 [error] 7#7: *3 upstream_cause=connect_refused status=502 attempts=1 peer=x cau"
+                    .to_owned(),
+                "2026/11/25 10:00:01 [error] 7#7: no live upstreams while connecting to upstream".to_owned(),
+                "2026/11/25 10:00:01 [warn] 7#7: *3 upstream server temporarily disabled while connecting to upstream"
+                    .to_owned(),
+            ],
+            65,
+        );
+        assert!(got.is_empty());
+        assert_eq!((st.unreadable, st.nginx_lines, st.attempt_lines), (2, 3, 0));
+    }
+}

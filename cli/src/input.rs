@@ -1,0 +1,229 @@
+//! Reading logs: files, rotated `.gz` files and standard input, in lines of
+//! bounded length, and `--follow` across rotation (rename-and-create and
+//! copytruncate).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes read at a time.
+const CHUNK: usize = 1 << 20;
+/// The longest line taken; a longer one is skipped (nginx's own lines
+/// hold at most 2,048 bytes).
+pub const LINE_MAX: usize = 64 * 1024;
+
+/// What the reader saw, besides lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub bytes: u64,
+    pub lines: u64,
+    /// Lines longer than [`LINE_MAX`], skipped.
+    pub too_long: u64,
+}
+
+/// Splits a byte stream into lines (without their linefeed), whatever the
+/// bytes; memory is one chunk plus one line at most.
+pub struct Splitter {
+    buf: Vec<u8>,
+    /// Inside a line too long to keep: its bytes are dropped until its end.
+    skipping: bool,
+    pub stats: ReadStats,
+}
+
+impl Default for Splitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Splitter {
+    pub fn new() -> Self {
+        Splitter {
+            buf: Vec::with_capacity(CHUNK + LINE_MAX),
+            skipping: false,
+            stats: ReadStats::default(),
+        }
+    }
+
+    /// Reads `r` until it has nothing more now (its end, for a file);
+    /// every whole line goes to `f`. Returns the bytes read.
+    pub fn read_from<R: Read + ?Sized>(&mut self, r: &mut R, f: &mut impl FnMut(&[u8])) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let start = self.buf.len();
+            self.buf.resize(start + CHUNK, 0);
+            let n = loop {
+                match r.read(&mut self.buf[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(start);
+                        return Err(e);
+                    }
+                }
+            };
+            self.buf.truncate(start + n);
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+            self.stats.bytes += n as u64;
+            self.split(start, f);
+        }
+    }
+
+    /// Hands out the whole lines in the buffer; keeps the partial one.
+    fn split(&mut self, fresh: usize, f: &mut impl FnMut(&[u8])) {
+        let mut from = 0;
+        // a partial line carried over has no newline before `fresh`
+        for nl in memchr::memchr_iter(b'\n', &self.buf[fresh..]) {
+            let end = fresh + nl;
+            self.stats.lines += 1;
+            if self.skipping {
+                self.skipping = false;
+            } else {
+                f(&self.buf[from..end]);
+            }
+            from = end + 1;
+        }
+        let rest = self.buf.len() - from;
+        if self.skipping || rest > LINE_MAX {
+            if !self.skipping {
+                self.skipping = true;
+                self.stats.too_long += 1;
+            }
+            self.buf.clear();
+        } else {
+            self.buf.copy_within(from.., 0);
+            self.buf.truncate(rest);
+        }
+    }
+
+    /// The end of the input: a last line without its linefeed is a line.
+    pub fn finish(&mut self, f: &mut impl FnMut(&[u8])) {
+        if !self.buf.is_empty() && !self.skipping {
+            self.stats.lines += 1;
+            f(&self.buf);
+        }
+        self.buf.clear();
+        self.skipping = false;
+    }
+}
+
+/// Opens a log, through gzip when it is compressed (by its first bytes, not
+/// its name).
+pub fn open(path: &Path) -> io::Result<Box<dyn Read>> {
+    let mut f = File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic)?;
+    f.seek(SeekFrom::Start(0))?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(CHUNK, f),
+        )))
+    } else {
+        Ok(Box::new(f))
+    }
+}
+
+/// A log followed as it grows, through rotation.
+pub struct Followed {
+    pub path: PathBuf,
+    file: Option<File>,
+    id: (u64, u64),
+    offset: u64,
+    pub splitter: Splitter,
+}
+
+fn id_of(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
+
+impl Followed {
+    /// Starts at the file's beginning (as the other inputs are read whole).
+    pub fn new(path: PathBuf) -> io::Result<Self> {
+        let file = File::open(&path)?;
+        let id = id_of(&file.metadata()?);
+        Ok(Followed {
+            path,
+            file: Some(file),
+            id,
+            offset: 0,
+            splitter: Splitter::new(),
+        })
+    }
+
+    /// Reads what was added since the last call; after a rotation, the
+    /// rest of the old file and then the new one from its start.
+    pub fn poll(&mut self, f: &mut impl FnMut(&[u8])) -> io::Result<u64> {
+        let mut got = 0;
+        if let Some(file) = self.file.as_mut() {
+            // copytruncate: the file is shorter than what was read of it
+            if file.metadata()?.len() < self.offset {
+                file.seek(SeekFrom::Start(0))?;
+                self.offset = 0;
+                self.splitter.finish(f);
+            }
+            let n = self.splitter.read_from(file, f)?;
+            self.offset += n;
+            got += n;
+        }
+        // rename-and-create: the name now stands for another file
+        if let Ok(m) = std::fs::metadata(&self.path) {
+            if id_of(&m) != self.id {
+                if let Ok(new) = File::open(&self.path) {
+                    self.splitter.finish(f);
+                    self.id = id_of(&new.metadata()?);
+                    self.file = Some(new);
+                    self.offset = 0;
+                    got += self.poll(f)?;
+                }
+            }
+        }
+        Ok(got)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(input: &[u8], chunk_reads: usize) -> (Vec<Vec<u8>>, ReadStats) {
+        struct Slow<'a>(&'a [u8], usize);
+        impl Read for Slow<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(b.len()).min(self.1);
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut s = Splitter::new();
+        let mut got = Vec::new();
+        s.read_from(&mut Slow(input, chunk_reads), &mut |l| got.push(l.to_vec()))
+            .unwrap();
+        s.finish(&mut |l| got.push(l.to_vec()));
+        (got, s.stats)
+    }
+
+    #[test]
+    fn lines_come_out_whole_whatever_the_reads() {
+        let input = b"a\nbb\n\nccc";
+        for step in [1, 2, 3, 100] {
+            let (got, st) = lines_of(input, step);
+            assert_eq!(got, [&b"a"[..], b"bb", b"", b"ccc"], "step {step}");
+            assert_eq!((st.lines, st.bytes, st.too_long), (4, 9, 0));
+        }
+    }
+
+    #[test]
+    fn a_line_too_long_is_skipped_and_counted_without_being_kept() {
+        let mut input = b"first\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 3 * CHUNK));
+        input.extend_from_slice(b"\nlast\n");
+        let (got, st) = lines_of(&input, CHUNK / 3);
+        assert_eq!(got, [&b"first"[..], b"last"]);
+        assert_eq!((st.lines, st.too_long), (3, 1));
+    }
+}

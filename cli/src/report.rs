@@ -1,0 +1,154 @@
+//! `requests` (JSON lines) and `prometheus` (the module's metric names, in
+//! node_exporter's textfile format).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use upstream_cause_core::errlog::format_time;
+use upstream_cause_core::metrics::{escape_label, ATTEMPTS_HELP, LABEL_MAX, OTHER, RESPONSES_HELP};
+use upstream_cause_core::Cause;
+
+use crate::assemble::{Request, Source};
+use crate::summary::KEYS_MAX;
+
+fn lossy(b: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+#[derive(Serialize)]
+struct Failure<'a> {
+    cause: &'static str,
+    peer: Cow<'a, str>,
+    upstream: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct Json<'a> {
+    time: String,
+    last: String,
+    pid: u32,
+    connection: u64,
+    client: Cow<'a, str>,
+    server: Cow<'a, str>,
+    host: Cow<'a, str>,
+    request: Cow<'a, str>,
+    upstream: Cow<'a, str>,
+    peer: Cow<'a, str>,
+    cause: &'static str,
+    causes: &'a str,
+    detail: Cow<'a, str>,
+    hint: &'a str,
+    status: Option<u16>,
+    attempts: Option<u32>,
+    failures: Vec<Failure<'a>>,
+    source: &'static str,
+    unknown: Vec<&'static str>,
+}
+
+/// One failed request as a JSON object, on one line.
+pub fn json_line(r: &Request) -> String {
+    let j = Json {
+        time: format_time(r.time),
+        last: format_time(r.last),
+        pid: r.pid,
+        connection: r.conn,
+        client: lossy(&r.client),
+        server: lossy(&r.server),
+        host: lossy(&r.host),
+        request: lossy(&r.request),
+        upstream: lossy(&r.upstream),
+        peer: lossy(r.attempts.last().map_or(&[][..], |a| &a.peer)),
+        cause: r.cause.code(),
+        causes: &r.causes,
+        detail: lossy(&r.detail),
+        hint: &r.hint,
+        status: r.status,
+        attempts: r.attempts_made,
+        failures: r
+            .attempts
+            .iter()
+            .map(|a| Failure {
+                cause: a.cause.code(),
+                peer: lossy(&a.peer),
+                upstream: lossy(&a.upstream),
+            })
+            .collect(),
+        source: match r.source {
+            Source::Nginx => "nginx",
+            Source::Module => "module",
+        },
+        unknown: r.unknown(),
+    };
+    serde_json::to_string(&j).unwrap_or_default()
+}
+
+/// The counters, as the module keeps them.
+#[derive(Default)]
+pub struct Counters {
+    attempts: BTreeMap<(Vec<u8>, Vec<u8>, Cause), u64>,
+    responses: BTreeMap<(Vec<u8>, Cause, u16), u64>,
+    /// Requests from nginx's text alone: their status is unknown.
+    unknown_status: u64,
+}
+
+fn label(v: &[u8]) -> Vec<u8> {
+    if v.is_empty() {
+        b"-".to_vec()
+    } else {
+        v[..v.len().min(LABEL_MAX)].to_vec()
+    }
+}
+
+impl Counters {
+    pub fn add(&mut self, r: &Request) {
+        // a resolver failure makes no attempt: the module counts it in the responses only
+        for a in r.attempts.iter().filter(|a| a.cause != Cause::ResolveFailed) {
+            let mut key = (label(&a.upstream), label(&a.peer), a.cause);
+            if self.attempts.len() >= KEYS_MAX && !self.attempts.contains_key(&key) {
+                key.1 = OTHER.to_vec();
+            }
+            *self.attempts.entry(key).or_default() += 1;
+        }
+        match r.status {
+            Some(status) => {
+                let upstream = r.attempts.last().map_or(&[][..], |a| &a.upstream);
+                let mut key = (label(upstream), r.cause, status);
+                if self.responses.len() >= KEYS_MAX && !self.responses.contains_key(&key) {
+                    key.0 = OTHER.to_vec();
+                }
+                *self.responses.entry(key).or_default() += 1;
+            }
+            None => self.unknown_status += 1,
+        }
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut o = Vec::new();
+        o.extend_from_slice(ATTEMPTS_HELP);
+        for ((u, p, c), n) in &self.attempts {
+            o.extend_from_slice(b"nginx_upstream_cause_total{upstream=\"");
+            escape_label(&mut o, u);
+            o.extend_from_slice(b"\",peer=\"");
+            escape_label(&mut o, p);
+            o.extend_from_slice(format!("\",cause=\"{c}\"}} {n}\n").as_bytes());
+        }
+        o.extend_from_slice(RESPONSES_HELP);
+        for ((u, c, s), n) in &self.responses {
+            o.extend_from_slice(b"nginx_upstream_cause_responses_total{upstream=\"");
+            escape_label(&mut o, u);
+            o.extend_from_slice(format!("\",cause=\"{c}\",status=\"{s}\"}} {n}\n").as_bytes());
+        }
+        if self.unknown_status > 0 {
+            o.extend_from_slice(
+                format!(
+                    "# upstream-cause: {} failed requests from nginx's lines alone are not in \
+                     nginx_upstream_cause_responses_total: nginx's text does not say their status\n",
+                    self.unknown_status
+                )
+                .as_bytes(),
+            );
+        }
+        o
+    }
+}
