@@ -44,9 +44,10 @@ BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-
 # (php-fpm: a real PHP-FPM pool on a unix socket; python3-grpcio: a real gRPC
 # server; python3-hpack: decodes nginx's HTTP/2 request headers in the
 # HTTP/2 fault upstream; prometheus: promtool and a real Prometheus for
-# contrib/'s alert rules and dashboard; python3-pip: see need_python_libs)
+# contrib/'s alert rules and dashboard; python3-pip: see need_python_libs;
+# time: GNU time, the offline classifier's peak RSS)
 TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl
-    php-fpm python3-grpcio python3-hpack prometheus python3-pip)
+    php-fpm python3-grpcio python3-hpack prometheus python3-pip time)
 
 # PyPI packages the tests use that Debian does not ship, under .work/pylib
 # (tests/conftest.py puts it on the path): http-sf, a Structured Fields

@@ -64,6 +64,8 @@ CLOSED_DETAIL = "upstream prematurely closed connection while reading response h
 JSON_FORMAT = (
     "log_format cause_json escape=json '{"
     '"status":"$status","uri":"$request_uri","method":"$request_method",'
+    # which error-log lines are this request's (tests/test_cli.py's agreement check)
+    '"pid":"$pid","connection":"$connection",'
     '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
     '"upstream_cause":"$upstream_cause","upstream_cause_list":"$upstream_cause_list",'
     '"upstream_cause_detail":"$upstream_cause_detail"'
@@ -73,6 +75,14 @@ PLAIN_FORMAT = (
     "log_format cause_plain '$status $request_uri "
     'cause=$upstream_cause list="$upstream_cause_list" detail="$upstream_cause_detail"\';'
 )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "after_suite: runs after every other test (it reads their logs)")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("after_suite") is not None)
 
 
 def free_port():
@@ -156,10 +166,17 @@ def request(port, path, method="GET", headers=None, body=None, timeout=15):
         conn.close()
 
 
+# Every nginx the session made: tests/test_cli.py reads their logs after
+# the rest of the suite has run.
+INSTANCES = []
+
+
 class Nginx:
     """One nginx instance (master + 1 worker, foreground) in its own prefix."""
 
     def __init__(self, prefix: Path, http_body: str, error_level="info", main_extra="", workers=1):
+        INSTANCES.append(self)
+        self.error_level = error_level
         self.prefix = prefix
         self.port = free_port()
         (prefix / "logs").mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,9 @@ pub struct Request {
     pub server: Vec<u8>,
     pub host: Vec<u8>,
     pub request: Vec<u8>,
+    /// The subrequest's URI, when the attempts were a subrequest's (SSI,
+    /// auth_request): the access log shows the main request.
+    pub subrequest: Vec<u8>,
     /// nginx's `upstream: "..."` of the last line.
     pub upstream: Vec<u8>,
     /// The failed attempts, in order.
@@ -134,7 +137,11 @@ fn same_context(r: &Request, c: &Context<'_>) -> bool {
         let got = got.unwrap_or_default();
         have == &got[..got.len().min(FIELD_MAX)]
     };
-    eq(&r.client, c.client) && eq(&r.server, c.server) && eq(&r.request, c.request) && eq(&r.host, c.host)
+    eq(&r.client, c.client)
+        && eq(&r.server, c.server)
+        && eq(&r.request, c.request)
+        && eq(&r.subrequest, c.subrequest)
+        && eq(&r.host, c.host)
 }
 
 /// The failures a cached keepalive connection shows when its upstream
@@ -240,6 +247,7 @@ impl Assembler {
             server: capped(l.context.server),
             host: capped(l.context.host),
             request: capped(l.context.request),
+            subrequest: capped(l.context.subrequest),
             upstream: capped(l.context.upstream),
             attempts: Vec::new(),
             more: 0,

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Bytes read at a time.
@@ -133,8 +133,13 @@ pub struct Followed {
     file: Option<File>,
     id: (u64, u64),
     offset: u64,
+    /// The last bytes read, to tell a file truncated and written again.
+    tail: Vec<u8>,
     pub splitter: Splitter,
 }
+
+/// Bytes kept of what was read last.
+const TAIL: usize = 64;
 
 fn id_of(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
@@ -150,6 +155,7 @@ impl Followed {
             file: Some(file),
             id,
             offset: 0,
+            tail: Vec::new(),
             splitter: Splitter::new(),
         })
     }
@@ -159,15 +165,28 @@ impl Followed {
     pub fn poll(&mut self, f: &mut impl FnMut(&[u8])) -> io::Result<u64> {
         let mut got = 0;
         if let Some(file) = self.file.as_mut() {
-            // copytruncate: the file is shorter than what was read of it
-            if file.metadata()?.len() < self.offset {
+            // copytruncate: the file is shorter than what was read of it,
+            // or (written again past that length by then) its bytes before
+            // that point are not the ones read
+            let mut was = [0u8; TAIL];
+            let k = self.tail.len();
+            let rewritten = file.metadata()?.len() < self.offset
+                || (k > 0 && (file.read_at(&mut was[..k], self.offset - k as u64)? < k || was[..k] != self.tail[..]));
+            if rewritten {
                 file.seek(SeekFrom::Start(0))?;
                 self.offset = 0;
+                self.tail.clear();
                 self.splitter.finish(f);
             }
             let n = self.splitter.read_from(file, f)?;
             self.offset += n;
             got += n;
+            if n > 0 {
+                let k = self.offset.min(TAIL as u64) as usize;
+                let mut t = [0u8; TAIL];
+                let r = file.read_at(&mut t[..k], self.offset - k as u64)?;
+                self.tail = t[..r].to_vec();
+            }
         }
         // rename-and-create: the name now stands for another file
         if let Ok(m) = std::fs::metadata(&self.path) {
@@ -177,6 +196,7 @@ impl Followed {
                     self.id = id_of(&new.metadata()?);
                     self.file = Some(new);
                     self.offset = 0;
+                    self.tail.clear();
                     got += self.poll(f)?;
                 }
             }

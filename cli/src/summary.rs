@@ -445,6 +445,7 @@ mod tests {
             server: b"api".to_vec(),
             host: Vec::new(),
             request: b"GET / HTTP/1.1".to_vec(),
+            subrequest: Vec::new(),
             upstream: Vec::new(),
             attempts: causes
                 .iter()

@@ -54,6 +54,8 @@ pub struct Context<'a> {
     pub client: Option<&'a [u8]>,
     pub server: Option<&'a [u8]>,
     pub request: Option<&'a [u8]>,
+    /// The URI of the subrequest (SSI, auth_request) the line is about.
+    pub subrequest: Option<&'a [u8]>,
     pub upstream: Option<&'a [u8]>,
     pub host: Option<&'a [u8]>,
 }
@@ -100,7 +102,8 @@ fn digits(b: &[u8]) -> Option<u32> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    b.iter().try_fold(0u32, |n, &c| n.checked_mul(10)?.checked_add(u32::from(c - b'0')))
+    b.iter()
+        .try_fold(0u32, |n, &c| n.checked_mul(10)?.checked_add(u32::from(c - b'0')))
 }
 
 /// Parses nginx's "YYYY/MM/DD HH:MM:SS".
@@ -263,7 +266,8 @@ pub fn parse_context(s: &[u8]) -> Context<'_> {
         c.request = Some(v);
         rest = r;
     }
-    if let Some((_, r)) = quoted_field(rest, b"subrequest: \"", &AFTER_QUOTED[1..], any_end) {
+    if let Some((v, r)) = quoted_field(rest, b"subrequest: \"", &AFTER_QUOTED[1..], any_end) {
+        c.subrequest = Some(v);
         rest = r;
     }
     if let Some((v, r)) = quoted_field(rest, b"upstream: \"", &AFTER_QUOTED[2..], any_end) {
@@ -468,6 +472,7 @@ mod tests {
                 client: Some(b"127.0.0.1"),
                 server: Some(b"api"),
                 request: Some(b"GET /x, client: y HTTP/1.1"),
+                subrequest: None,
                 upstream: Some(b"http://127.0.0.1:1/x"),
                 host: Some(b"a:8080"),
             }
@@ -496,6 +501,17 @@ mod tests {
         assert_eq!(l.context.client, Some(&b"10.0.0.1"[..]));
         assert_eq!(l.context.request, Some(&b"GET / HTTP/1.1"[..]));
         assert_eq!(l.context.upstream, None);
+    }
+
+    #[test]
+    fn a_subrequest_is_named() {
+        let line = b"2026/11/25 10:00:07 [error] 1#1: *9 connect() failed (111: Connection refused) while connecting \
+            to upstream, client: 127.0.0.1, server: , request: \"GET /page HTTP/1.1\", subrequest: \"/auth\", \
+            upstream: \"http://127.0.0.1:1/auth\", host: \"h\"";
+        let c = parse_line(line).unwrap().context;
+        assert_eq!(c.request, Some(&b"GET /page HTTP/1.1"[..]));
+        assert_eq!(c.subrequest, Some(&b"/auth"[..]));
+        assert_eq!(c.upstream, Some(&b"http://127.0.0.1:1/auth"[..]));
     }
 
     #[test]

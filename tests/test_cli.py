@@ -1,0 +1,353 @@
+"""The offline classifier, `upstream-cause`, on real nginx error logs: the
+logs a real nginx writes here (rotated by nginx's own reopen and by
+copytruncate while it keeps writing), compressed and piped, with bad bytes
+in between; and, after the rest of the suite, every error log the suite's
+nginx instances wrote, held attempt by attempt to the module's
+$upstream_cause_list."""
+import gzip
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+import conftest
+from conftest import ROOT, dead_port
+
+CLI = os.environ.get("UPSTREAM_CAUSE_CLI", str(ROOT / ".work/bin/upstream-cause"))
+
+
+def cli(*args, stdin=None, check=True):
+    r = subprocess.run([CLI, *map(str, args)], input=stdin, capture_output=True, timeout=120)
+    if check:
+        assert r.returncode == 0, (args, r.returncode, r.stderr.decode(errors="replace"))
+    return r
+
+
+def requests_of(*args, stdin=None):
+    out = cli("requests", *args, stdin=stdin).stdout.decode()
+    return [json.loads(l) for l in out.splitlines()]
+
+
+def without_module_lines(text: bytes) -> bytes:
+    return b"".join(l for l in text.splitlines(keepends=True) if b"upstream_cause" not in l)
+
+
+def conf(dead, log="error"):
+    return f"""
+    upstream pair {{ server 127.0.0.1:{dead} max_fails=0; server 127.0.0.1:{dead_port()} max_fails=0; }}
+    server {{
+        listen 127.0.0.1:@PORT@;
+        upstream_cause_log {log};
+        location /gone/ {{ proxy_pass http://127.0.0.1:{dead}/; }}
+        location /pair/ {{ proxy_pass http://pair/; }}
+    }}
+    """
+
+
+def wait_for(what, probe, timeout=15.0):
+    deadline = time.monotonic() + timeout * conftest.WRAPPER_SLOWDOWN
+    while True:
+        got = probe()
+        if got or time.monotonic() > deadline:
+            assert got, f"timed out waiting for {what}"
+            return got
+        time.sleep(0.05)
+
+
+class Follower:
+    """`upstream-cause requests --follow`, its JSON lines gathered as they come."""
+
+    def __init__(self, path, *args):
+        self.proc = subprocess.Popen([CLI, "requests", "--follow", *args, str(path)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.buf = b""
+        self.got = []
+
+    def poll(self):
+        chunk = self.proc.stdout.read()
+        if chunk:
+            self.buf += chunk
+            *whole, self.buf = self.buf.split(b"\n")
+            self.got += [json.loads(l) for l in whole]
+        assert self.proc.poll() is None, self.proc.stderr.read()
+        return self.got
+
+    def wait_request(self, uri):
+        return wait_for(f"{uri} from --follow", lambda: [r for r in self.poll() if f" {uri} HTTP/" in r["request"]])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+
+
+def test_follow_through_reopen_and_copytruncate(nginx_factory):
+    nginx = nginx_factory(conf(dead_port()))
+    nginx.rotated = True        # its lines are spread over copies: not for the agreement check
+    log = nginx.error_log
+    f = Follower(log)
+    try:
+        assert nginx.get("/gone/1").status == 502
+        (r,) = f.wait_request("/gone/1")
+        assert (r["cause"], r["status"], r["source"]) == ("connect_refused", 502, "module")
+        # logrotate's default: rename, then nginx reopens its logs (USR1)
+        log.rename(log.with_name("error.log.1"))
+        assert nginx.get("/gone/2").status == 502       # still into the renamed file
+        os.kill(nginx.proc.pid, signal.SIGUSR1)
+        wait_for("the reopened log", log.exists)
+        assert nginx.get("/gone/4").status == 502
+        f.wait_request("/gone/2")
+        f.wait_request("/gone/4")
+        # copytruncate: nginx keeps its descriptor (O_APPEND) and writes from 0 again
+        shutil.copy(log, log.with_name("error.log.2"))
+        os.truncate(log, 0)
+        assert nginx.get("/gone/5").status == 502
+        f.wait_request("/gone/5")
+        uris = [r["request"] for r in f.poll()]
+        assert len(uris) == len(set(uris)), uris      # nothing read twice
+    finally:
+        f.stop()
+
+
+def test_follow_closes_text_only_requests_when_the_log_goes_quiet(nginx_factory):
+    nginx = nginx_factory(conf(dead_port(), log="off"))
+    f = Follower(nginx.error_log, "--window", "1")
+    try:
+        assert nginx.get("/pair/q").status == 502
+        (r,) = f.wait_request("/pair/q")
+        assert (r["cause"], r["causes"], r["source"], r["status"]) == (
+            "connect_refused", "connect_refused, connect_refused", "nginx", None)
+        assert set(r["unknown"]) >= {"status", "later_attempts", "reused", "via_upstream"}
+        assert r["detail"] == conftest.REFUSED_DETAIL
+        assert r["hint"].startswith("nothing listens on the upstream port")
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def failing_log(nginx_factory):
+    """A real error log: two workers, retries over a dead pair, refused
+    single peers, with and without the module's lines."""
+    dead = dead_port()
+    nginx = nginx_factory(conf(dead), workers=2)
+    for i in range(20):
+        assert nginx.get(f"/gone/{i}").status == 502
+        assert nginx.get(f"/pair/{i}").status == 502
+    wait_for("40 enriched lines", lambda: len(nginx.cause_lines()) >= 40)
+    return nginx.error_log.read_bytes()
+
+
+def test_plain_gzip_and_stdin_read_alike(failing_log, tmp_path):
+    plain = tmp_path / "error.log"
+    plain.write_bytes(failing_log)
+    gz = tmp_path / "error.log.2.gz"
+    gz.write_bytes(gzip.compress(failing_log))
+    from_plain = requests_of(plain)
+    assert len(from_plain) == 40
+    assert requests_of(gz) == from_plain
+    assert requests_of("-", stdin=failing_log) == from_plain
+    assert requests_of(stdin=failing_log) == from_plain
+    # two files: the requests of both, the summary counts both
+    assert len(requests_of(plain, gz)) == 80
+    summary = cli(plain, gz).stdout.decode()
+    assert re.search(r"^connect_refused +120 +100\.0% +80 ", summary, re.M), summary
+
+
+def test_the_module_lines_and_nginx_lines_alone(failing_log):
+    by_module = requests_of(stdin=failing_log)
+    assert {r["source"] for r in by_module} == {"module"}
+    pairs = [r for r in by_module if "/pair/" in r["request"]]
+    assert {r["causes"] for r in pairs} == {"connect_refused, connect_refused"}
+    assert {r["attempts"] for r in pairs} == {2}
+    text_only = requests_of(stdin=without_module_lines(failing_log))
+    assert {r["source"] for r in text_only} == {"nginx"}
+    key = lambda r: (r["pid"], r["connection"], r["request"])
+    assert sorted(map(key, text_only)) == sorted(map(key, by_module))
+    for r in text_only:
+        assert r["status"] is None and r["attempts"] is None
+        assert r["causes"] == ("connect_refused, connect_refused" if "/pair/" in r["request"] else "connect_refused")
+        assert all(f["peer"].startswith("127.0.0.1:") for f in r["failures"])
+    # the module's line is one request with nginx's lines folded into it
+    summary = cli("summary", stdin=failing_log).stdout.decode()
+    assert "60 upstream failure lines of nginx's, 40 of the module's (60 of nginx's folded into them)" in summary
+
+
+def test_prometheus_has_the_module_s_families(failing_log):
+    from prometheus_client.parser import text_string_to_metric_families
+    out = cli("prometheus", stdin=failing_log).stdout.decode()
+    fams = {f.name: f for f in text_string_to_metric_families(out)}
+    attempts = fams["nginx_upstream_cause"].samples
+    assert sum(s.value for s in attempts) == 60
+    assert {s.labels["cause"] for s in attempts} == {"connect_refused"}
+    assert len({s.labels["peer"] for s in attempts}) == 2
+    responses = fams["nginx_upstream_cause_responses"].samples
+    assert {(s.labels["cause"], s.labels["status"]) for s in responses} == {("connect_refused", "502")}
+    assert sum(s.value for s in responses) == 40
+    # from nginx's lines alone the attempts are there, the statuses are not
+    out = cli("prometheus", stdin=without_module_lines(failing_log)).stdout.decode()
+    fams = {f.name: f for f in text_string_to_metric_families(out)}
+    assert sum(s.value for s in fams["nginx_upstream_cause"].samples) == 60
+    assert fams["nginx_upstream_cause_responses"].samples == []
+    assert "# upstream-cause: 40 failed requests from nginx's lines alone" in out
+
+
+def test_since_until_and_by(failing_log, tmp_path):
+    lines = failing_log.decode().splitlines(keepends=True)
+    # move the second half an hour later, as a longer log would have it
+    later = []
+    for i, l in enumerate(lines):
+        if i >= len(lines) // 2 and re.match(r"\d{4}/\d\d/\d\d \d\d:", l):
+            t = time.strptime(l[:19], "%Y/%m/%d %H:%M:%S")
+            l = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(time.mktime(t) + 3600)) + l[19:]
+        later.append(l)
+    log = tmp_path / "error.log"
+    log.write_text("".join(later))
+    first = time.strptime(later[0][:19], "%Y/%m/%d %H:%M:%S")
+    cut = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.mktime(first) + 1800))
+    a = requests_of("--until", cut, log)
+    b = requests_of("--since", cut, log)
+    assert a and b and len(a) + len(b) == 40
+    assert max(r["time"] for r in a) < min(r["time"] for r in b)
+    by_peer = cli("summary", "--by", "peer", log).stdout.decode()
+    assert re.search(r"^peer +failures +share +requests .* top causes +top upstreams$", by_peer, re.M), by_peer
+    assert len(re.findall(r"^127\.0\.0\.1:\d+ ", by_peer, re.M)) == 2
+    assert "failed attempts per" in by_peer
+    bad = cli("--since", "yesterday", log, check=False)
+    assert bad.returncode == 2 and b"invalid time" in bad.stderr
+
+
+def test_bad_input_is_skipped_and_counted(failing_log, tmp_path):
+    rng = random.Random(7)
+    real = failing_log.splitlines(keepends=True)
+    noise = []
+    for l in real:
+        noise.append(l)
+        k = rng.randrange(6)
+        if k == 0:
+            noise.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) + b"\n")
+        elif k == 1:
+            noise.append(l[: rng.randrange(40)] + b"\n")      # a copy cut in its prefix
+        elif k == 2:
+            noise.append(b"2026/11/25 10:00:00 [error] 9#9: *1 ModSecurity: Access denied with code 403, "
+                         b"client: 10.0.0.1, server: x, request: \"GET /upstream HTTP/1.1\"\n")
+    noise.insert(len(noise) // 2, b"2026/11/25 10:00:00 [error] 1#1: " + b"upstream " * 400_000 + b"\n")
+    log = tmp_path / "noisy.log"
+    log.write_bytes(b"".join(noise))
+    r = cli(log)
+    out = r.stdout.decode()
+    assert re.search(r"^connect_refused +60 +100\.0% +40 ", out, re.M), out
+    m = re.search(r"skipped: ([\d,]+) lines not in nginx's error-log format, (\d+) longer than 64 KiB, "
+                  r"([\d,]+) upstream lines unreadable", out)
+    assert m and int(m.group(1).replace(",", "")) > 0 and m.group(2) == "1", out
+    # nothing but bytes
+    r = cli(stdin=bytes(rng.randrange(256) for _ in range(1 << 20)))
+    assert "0 failed requests" in r.stdout.decode()
+
+
+def test_memory_is_flat_in_the_log_size(failing_log, tmp_path):
+    """Peak RSS over a log 16 times longer stays within a few MiB: the open
+    requests and the tallies are bounded, the reader keeps one chunk."""
+    unit = failing_log * 50
+    small, large = tmp_path / "small.log", tmp_path / "large.log"
+    small.write_bytes(unit)
+    with open(large, "wb") as f:
+        for _ in range(16):
+            f.write(unit)
+
+    def peak_kib(path):
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", CLI, "summary", str(path)],
+                           capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return int(r.stderr.decode().split()[-1])
+
+    a, b = peak_kib(small), peak_kib(large)
+    print(f"peak RSS: {a} KiB over {small.stat().st_size} bytes, {b} KiB over {large.stat().st_size} bytes")
+    assert b < a + 4096, (a, b)
+
+
+# --- agreement with the module, over the whole suite's traffic -------------
+
+# What nginx's text cannot tell, by (the module's cause, the text's):
+EXPLAINED = {
+    # nginx logs "no live upstreams" for a saturated group and a dead one
+    ("max_conns_reached", "no_live_upstreams"),
+}
+
+
+def listed_failures(entry):
+    """The failed attempts of $upstream_cause_list, in order."""
+    return [c for c in re.split(r", | : ", entry["upstream_cause_list"]) if c and c != "-"]
+
+
+@pytest.mark.after_suite
+def test_the_text_alone_agrees_with_the_module_attempt_by_attempt():
+    instances = [n for n in conftest.INSTANCES
+                 if n.error_log.exists() and n.access_log.exists() and not getattr(n, "rotated", False)]
+    if len(instances) < 50:
+        pytest.skip(f"the agreement check reads the whole suite's logs ({len(instances)} nginx ran)")
+    compared = agree = 0
+    explained, unexplained, not_in_text, not_in_log = Counter(), Counter(), Counter(), Counter()
+    for n in instances:
+        module = defaultdict(list)
+        off = set()
+        for e in n.access_entries():
+            if "pid" in e:
+                key = (e["pid"], e["connection"], e["method"], e["uri"])
+                module[key] += listed_failures(e)
+                if not e["upstream_cause_list"] and e["upstream_status"] not in ("", "-"):
+                    off.add(key)     # attempts made where upstream_cause is off
+        text = without_module_lines(n.error_log.read_bytes())
+        offline = defaultdict(list)
+        for r in requests_of(stdin=text):
+            causes = [f["cause"] for f in r["failures"]]
+            if r["subrequest"] is not None:
+                # an SSI or auth_request subrequest's: the access log has the main request
+                not_in_log[r["subrequest"] and "subrequests' attempts"] += len(causes)
+                continue
+            method, _, rest = r["request"].partition(" ")
+            uri = rest.rsplit(" ", 1)[0]
+            key = (str(r["pid"]), str(r["connection"]), method, uri)
+            if key in off and not module[key]:
+                not_in_log["attempts where upstream_cause is off"] += len(causes)
+                continue
+            offline[key] += causes
+        for key, causes in module.items():
+            # an upstream's own 5xx leaves no line
+            seen = [c for c in causes if c != "via_upstream"]
+            not_in_text["via_upstream"] += len(causes) - len(seen)
+            got = offline.pop(key, [])
+            for i, c in enumerate(seen):
+                compared += 1
+                t = got[i] if i < len(got) else None
+                if t == c:
+                    agree += 1
+                elif t is None and n.error_level in ("crit", "alert", "emerg"):
+                    not_in_text[f"{c} (error_log at {n.error_level})"] += 1
+                elif (c, t) in EXPLAINED:
+                    explained[(c, t)] += 1
+                else:
+                    unexplained[(c, t, n.prefix.parent.name, key[3])] += 1
+            for t in got[len(seen):]:
+                unexplained[(None, t, n.prefix.parent.name, key[3])] += 1
+        for key, got in offline.items():
+            for t in got:
+                unexplained[(None, t, n.prefix.parent.name, key[3])] += 1
+    print(f"\nagreement over {len(instances)} nginx instances: {compared} failed attempts compared, {agree} agree")
+    for (c, t), k in sorted(explained.items()):
+        print(f"  explained: module {c}, text {t}: {k}")
+    for c, k in sorted(not_in_text.items()):
+        print(f"  not in nginx's text: {c}: {k}")
+    for c, k in sorted(not_in_log.items()):
+        print(f"  not in the module's list: {c}: {k}")
+    for x, k in sorted(unexplained.items(), key=str):
+        print(f"  DISAGREE module {x[0]} text {x[1]} ({x[2]} {x[3]}): {k}")
+    assert compared >= 300
+    assert not unexplained
