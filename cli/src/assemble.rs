@@ -15,7 +15,7 @@
 //! and in size (attempts and field bytes), so memory does not grow with the
 //! log.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use upstream_cause_core::errlog::{self, Context, ErrorLine, ModuleLine, Time, MODULE_KEY};
 use upstream_cause_core::hint::hint;
@@ -155,8 +155,8 @@ fn stale_connection_failure(c: Cause) -> bool {
 
 /// The peer and upstream of an attempt's line: from nginx's `upstream:
 /// "..."`, or the name a resolver failure names.
-fn peer_and_upstream(l: &ErrorLine<'_>, m: &Message) -> (Vec<u8>, Vec<u8>) {
-    if let Some(u) = l.context.upstream {
+fn peer_and_upstream(l: &ErrorLine<'_>, ctx: &Context<'_>, m: &Message) -> (Vec<u8>, Vec<u8>) {
+    if let Some(u) = ctx.upstream {
         let (peer, upstream) = errlog::peer_of(u);
         return (capped(Some(peer)), capped(Some(upstream)));
     }
@@ -188,7 +188,7 @@ impl Assembler {
     /// line starts a new one. `max_open`: requests kept open at once.
     pub fn new(window: i64, max_open: usize) -> Self {
         Assembler {
-            open: HashMap::new(),
+            open: HashMap::default(),
             window,
             max_open: max_open.max(1),
             now: Time::MIN,
@@ -220,7 +220,7 @@ impl Assembler {
             match (errlog::parse_module_line(l.message), l.conn) {
                 (Some(m), Some(conn)) => {
                     self.stats.module_lines += 1;
-                    self.module(l, conn, &m, out);
+                    self.module(l, &l.context(), conn, &m, out);
                 }
                 _ => self.stats.unreadable += 1,
             }
@@ -234,21 +234,21 @@ impl Assembler {
             return;
         };
         self.stats.attempt_lines += 1;
-        self.attempt(l, conn, m, cause, out);
+        self.attempt(l, &l.context(), conn, m, cause, out);
     }
 
-    fn new_request(l: &ErrorLine<'_>, conn: u64, source: Source) -> Request {
+    fn new_request(l: &ErrorLine<'_>, ctx: &Context<'_>, conn: u64, source: Source) -> Request {
         Request {
             time: l.time,
             last: l.time,
             pid: l.pid,
             conn,
-            client: capped(l.context.client),
-            server: capped(l.context.server),
-            host: capped(l.context.host),
-            request: capped(l.context.request),
-            subrequest: capped(l.context.subrequest),
-            upstream: capped(l.context.upstream),
+            client: capped(ctx.client),
+            server: capped(ctx.server),
+            host: capped(ctx.host),
+            request: capped(ctx.request),
+            subrequest: capped(ctx.subrequest),
+            upstream: capped(ctx.upstream),
             attempts: Vec::new(),
             more: 0,
             cause: Cause::ConnectError,
@@ -262,9 +262,17 @@ impl Assembler {
         }
     }
 
-    fn attempt(&mut self, l: &ErrorLine<'_>, conn: u64, m: Message, cause: Cause, out: &mut impl FnMut(Request)) {
+    fn attempt(
+        &mut self,
+        l: &ErrorLine<'_>,
+        ctx: &Context<'_>,
+        conn: u64,
+        m: Message,
+        cause: Cause,
+        out: &mut impl FnMut(Request),
+    ) {
         let key = (l.pid, conn);
-        let (peer, upstream) = peer_and_upstream(l, &m);
+        let (peer, upstream) = peer_and_upstream(l, ctx, &m);
         let continues = self.open.get(&key).map(|o| {
             let r = &o.req;
             let tried = !peer.is_empty() && r.attempts.iter().any(|a| a.peer == peer);
@@ -274,7 +282,7 @@ impl Assembler {
                     .last()
                     .is_some_and(|a| a.peer == peer && stale_connection_failure(a.cause));
             let fresh = l.time >= r.last && l.time - r.last <= self.window;
-            (same_context(r, &l.context) && fresh && (!tried || retry), retry)
+            (same_context(r, ctx) && fresh && (!tried || retry), retry)
         });
         let retried = match continues {
             Some((true, retry)) => retry,
@@ -290,14 +298,14 @@ impl Assembler {
             self.evict(out);
         }
         let o = self.open.entry(key).or_insert_with(|| Open {
-            req: Self::new_request(l, conn, Source::Nginx),
+            req: Self::new_request(l, ctx, conn, Source::Nginx),
             retried: false,
             message: None,
         });
         o.retried |= retried;
         let r = &mut o.req;
         r.last = l.time;
-        r.upstream = capped(l.context.upstream);
+        r.upstream = capped(ctx.upstream);
         if r.attempts.len() < MAX_ATTEMPTS {
             r.attempts.push(Attempt { cause, peer, upstream });
         } else {
@@ -309,7 +317,14 @@ impl Assembler {
         o.message = Some(m);
     }
 
-    fn module(&mut self, l: &ErrorLine<'_>, conn: u64, m: &ModuleLine<'_>, out: &mut impl FnMut(Request)) {
+    fn module(
+        &mut self,
+        l: &ErrorLine<'_>,
+        ctx: &Context<'_>,
+        conn: u64,
+        m: &ModuleLine<'_>,
+        out: &mut impl FnMut(Request),
+    ) {
         let key = (l.pid, conn);
         // The module's entries: the failed ones, each with the peer of the
         // nginx line it accounts for, where the text had one.
@@ -322,7 +337,7 @@ impl Assembler {
         let in_text = listed.iter().filter(|&&c| c != Cause::ViaUpstream).count();
         let mut seen: Vec<Attempt> = Vec::new();
         if let Some(mut o) = self.open.remove(&key) {
-            if same_context(&o.req, &l.context) {
+            if same_context(&o.req, ctx) {
                 let n = o.req.attempts.len();
                 let keep = n.min(in_text);
                 seen = o.req.attempts.split_off(n - keep);
@@ -336,9 +351,9 @@ impl Assembler {
                 self.close(o, out);
             }
         }
-        let mut r = Self::new_request(l, conn, Source::Module);
+        let mut r = Self::new_request(l, ctx, conn, Source::Module);
         let peer = unescape_quoted(m.peer).unwrap_or_else(|| m.peer.to_vec());
-        let (_, upstream) = errlog::peer_of(l.context.upstream.unwrap_or_default());
+        let (_, upstream) = errlog::peer_of(ctx.upstream.unwrap_or_default());
         let mut from_text = seen.into_iter();
         let last = listed.len().saturating_sub(1);
         for (i, &c) in listed.iter().enumerate().take(MAX_ATTEMPTS) {
@@ -416,9 +431,13 @@ impl Assembler {
         self.close_keys(by_age.into_iter().take(n).map(|(_, k)| k).collect(), out);
     }
 
-    fn close_keys(&mut self, mut keys: Vec<(u32, u64)>, out: &mut impl FnMut(Request)) {
-        keys.sort_unstable_by_key(|k| self.open.get(k).map(|o| (o.req.time, *k)));
-        for k in keys {
+    fn close_keys(&mut self, keys: Vec<(u32, u64)>, out: &mut impl FnMut(Request)) {
+        let mut keys: Vec<(Time, (u32, u64))> = keys
+            .into_iter()
+            .filter_map(|k| Some((self.open.get(&k)?.req.time, k)))
+            .collect();
+        keys.sort_unstable();
+        for (_, k) in keys {
             if let Some(o) = self.open.remove(&k) {
                 self.close(o, out);
             }
@@ -582,5 +601,75 @@ mod tests {
         );
         assert!(got.is_empty());
         assert_eq!((st.unreadable, st.nginx_lines, st.attempt_lines), (2, 3, 0));
+    }
+}
+
+/// Any bytes in: no panic, open requests bounded, and every failure line
+/// ends up in a request or is counted as folded into the module's.
+#[cfg(test)]
+mod bad_input {
+    use super::*;
+    use crate::input::Splitter;
+    use proptest::prelude::*;
+
+    const LINES: [&str; 4] = [
+        "2026/11/25 10:00:01 [error] 7#7: *3 connect() failed (111: Connection refused) while connecting to \
+         upstream, client: 127.0.0.1, server: s, request: \"GET /a HTTP/1.1\", upstream: \"http://127.0.0.1:1/a\", \
+         host: \"h\"\n",
+        "2026/11/25 10:00:02 [error] 7#7: *3 upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:1 \
+         causes=\"connect_refused\" detail=\"connect() failed (111: Connection refused) while connecting to \
+         upstream\" hint=\"x\", client: 127.0.0.1, server: s, request: \"GET /a HTTP/1.1\", upstream: \
+         \"http://127.0.0.1:1/a\", host: \"h\"\n",
+        "2026/11/25 10:00:03 [error] 8#8: *4 no live upstreams while connecting to upstream, client: ::1, server: , \
+         request: \"GET / HTTP/2.0\", upstream: \"grpc://backend\", host: \"h\"\n",
+        "2026/11/25 10:00:04 [info] 8#8: *5 client 10.0.0.1 closed keepalive connection\n",
+    ];
+
+    fn pieces() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..400),
+            (0..LINES.len(), any::<usize>()).prop_map(|(i, cut)| {
+                let l = LINES[i].as_bytes();
+                l[..cut % (l.len() + 1)].to_vec()
+            }),
+            (0..LINES.len()).prop_map(|i| LINES[i].as_bytes().to_vec()),
+            (0..LINES.len(), 0..256usize, any::<u8>()).prop_map(|(i, at, b)| {
+                let mut l = LINES[i].as_bytes().to_vec();
+                let n = l.len();
+                l[at % n] = b;
+                l
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn any_bytes_are_read_without_a_panic(parts in proptest::collection::vec(pieces(), 0..40), window in 0..100i64) {
+            let input: Vec<u8> = parts.concat();
+            let mut a = Assembler::new(window, 4);
+            let mut s = Splitter::new();
+            let mut closed = Vec::new();
+            let feed = |l: &[u8], a: &mut Assembler, closed: &mut Vec<Request>| {
+                if let Some(p) = errlog::parse_line(l) {
+                    a.line(&p, &mut |r| closed.push(r));
+                    prop_assert!(a.open() <= 4);
+                }
+                Ok(())
+            };
+            let mut lines = Vec::new();
+            s.read_from(&mut &input[..], &mut |l| lines.push(l.to_vec())).unwrap();
+            s.finish(&mut |l| lines.push(l.to_vec()));
+            for l in &lines {
+                feed(l, &mut a, &mut closed)?;
+            }
+            a.finish(&mut |r| closed.push(r));
+            prop_assert_eq!(a.open(), 0);
+            let st = a.stats;
+            let attempts: u64 = closed.iter().filter(|r| r.source == Source::Nginx).map(|r| r.attempts.len() as u64 + u64::from(r.more)).sum();
+            prop_assert_eq!(attempts + st.folded, st.attempt_lines);
+            prop_assert_eq!(closed.len() as u64, st.requests);
+            prop_assert_eq!(s.stats.bytes, input.len() as u64);
+        }
     }
 }

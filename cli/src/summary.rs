@@ -6,7 +6,10 @@
 //! rest are counted under `other`), and at most [`BUCKETS_MAX`] time
 //! buckets (they widen as the log's span grows).
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt::Write as _;
 
 use upstream_cause_core::errlog::{format_time, Time};
@@ -94,11 +97,11 @@ pub struct Summary {
     last: Option<Time>,
 }
 
-fn text(b: &[u8]) -> String {
+fn text(b: &[u8]) -> Cow<'_, str> {
     if b.is_empty() {
-        "-".to_owned()
+        Cow::Borrowed("-")
     } else {
-        String::from_utf8_lossy(b).into_owned()
+        String::from_utf8_lossy(b)
     }
 }
 
@@ -110,7 +113,7 @@ impl Summary {
     pub fn new(by: By) -> Self {
         Summary {
             by,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
             failures: 0,
             requests: 0,
             from_text: 0,
@@ -121,13 +124,16 @@ impl Summary {
         }
     }
 
-    fn row(&mut self, key: String) -> &mut Row {
-        let key = if self.rows.len() >= KEYS_MAX && !self.rows.contains_key(&key) {
-            "other".to_owned()
+    fn row(&mut self, key: &str) -> &mut Row {
+        let key = if self.rows.contains_key(key) {
+            key
+        } else if self.rows.len() >= KEYS_MAX {
+            "other"
         } else {
+            self.rows.insert(key.to_owned(), Row::default());
             key
         };
-        self.rows.entry(key).or_default()
+        self.rows.get_mut(key).expect("a row just made")
     }
 
     pub fn add(&mut self, r: &Request) {
@@ -140,29 +146,29 @@ impl Summary {
         let server = text(&r.server);
         for a in &r.attempts {
             self.failures += 1;
-            let (cause, upstream, peer) = (a.cause.code().to_owned(), text(&a.upstream), text(&a.peer));
+            let (cause, upstream, peer) = (a.cause.code(), text(&a.upstream), text(&a.peer));
             let key = match self.by {
-                By::Cause => cause.clone(),
-                By::Upstream => upstream.clone(),
-                By::Peer => peer.clone(),
-                By::Server => server.clone(),
+                By::Cause => cause,
+                By::Upstream => &upstream,
+                By::Peer => &peer,
+                By::Server => &server,
             };
             let row = self.row(key);
             row.failures += 1;
             row.seen(r.time);
             row.seen(r.last);
-            row.cols[0].add(&cause, 1);
+            row.cols[0].add(cause, 1);
             row.cols[1].add(&upstream, 1);
             row.cols[2].add(&peer, 1);
             self.bucket(r.last, a.cause);
         }
         let key = match self.by {
-            By::Cause => r.cause.code().to_owned(),
+            By::Cause => Cow::Borrowed(r.cause.code()),
             By::Upstream => text(r.attempts.last().map_or(&[][..], |a| &a.upstream)),
             By::Peer => text(r.attempts.last().map_or(&[][..], |a| &a.peer)),
             By::Server => server,
         };
-        let row = self.row(key);
+        let row = self.row(&key);
         row.requests += 1;
         row.seen(r.time);
     }

@@ -71,7 +71,15 @@ pub struct ErrorLine<'a> {
     /// The text nginx formatted, with its " while ACTION" (what
     /// [`crate::text::parse_message`] reads).
     pub message: &'a [u8],
-    pub context: Context<'a>,
+    /// The log handler's suffix, from "client: " on ([`ErrorLine::context`]).
+    pub suffix: &'a [u8],
+}
+
+impl<'a> ErrorLine<'a> {
+    /// The suffix's fields, parsed (only for the lines that need them).
+    pub fn context(&self) -> Context<'a> {
+        parse_context(self.suffix)
+    }
 }
 
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
@@ -321,7 +329,7 @@ pub fn parse_line(line: &[u8]) -> Option<ErrorLine<'_>> {
         pid,
         conn,
         message,
-        context: suffix.map(parse_context).unwrap_or_default(),
+        suffix: suffix.unwrap_or_default(),
     })
 }
 
@@ -467,7 +475,7 @@ mod tests {
             b"connect() failed (111: Connection refused) while connecting to upstream"
         );
         assert_eq!(
-            l.context,
+            l.context(),
             Context {
                 client: Some(b"127.0.0.1"),
                 server: Some(b"api"),
@@ -486,10 +494,10 @@ mod tests {
             response header from upstream, client: ::1, server: , request: \"GET /\\\", upstream: \\\"x\", upstream: \"\" \
             HTTP/1.1\", upstream: \"http://[::1]:81/\", host: \"h\", referrer: \"r\"";
         let l = parse_line(line).unwrap();
-        assert_eq!(l.context.client, Some(&b"::1"[..]));
-        assert_eq!(l.context.server, Some(&b""[..]));
-        assert_eq!(l.context.upstream, Some(&b"http://[::1]:81/"[..]));
-        assert_eq!(l.context.host, Some(&b"h"[..]));
+        assert_eq!(l.context().client, Some(&b"::1"[..]));
+        assert_eq!(l.context().server, Some(&b""[..]));
+        assert_eq!(l.context().upstream, Some(&b"http://[::1]:81/"[..]));
+        assert_eq!(l.context().host, Some(&b"h"[..]));
         // an upstream's bytes in the message cannot end it early
         let line = b"2026/11/25 10:00:07 [error] 1#1: *9 upstream sent invalid header: \"a, client: b while x\" while \
             reading response header from upstream, client: 10.0.0.1, server: s, request: \"GET / HTTP/1.1\"";
@@ -498,9 +506,9 @@ mod tests {
             l.message,
             &b"upstream sent invalid header: \"a, client: b while x\" while reading response header from upstream"[..]
         );
-        assert_eq!(l.context.client, Some(&b"10.0.0.1"[..]));
-        assert_eq!(l.context.request, Some(&b"GET / HTTP/1.1"[..]));
-        assert_eq!(l.context.upstream, None);
+        assert_eq!(l.context().client, Some(&b"10.0.0.1"[..]));
+        assert_eq!(l.context().request, Some(&b"GET / HTTP/1.1"[..]));
+        assert_eq!(l.context().upstream, None);
     }
 
     #[test]
@@ -508,7 +516,7 @@ mod tests {
         let line = b"2026/11/25 10:00:07 [error] 1#1: *9 connect() failed (111: Connection refused) while connecting \
             to upstream, client: 127.0.0.1, server: , request: \"GET /page HTTP/1.1\", subrequest: \"/auth\", \
             upstream: \"http://127.0.0.1:1/auth\", host: \"h\"";
-        let c = parse_line(line).unwrap().context;
+        let c = parse_line(line).unwrap().context();
         assert_eq!(c.request, Some(&b"GET /page HTTP/1.1"[..]));
         assert_eq!(c.subrequest, Some(&b"/auth"[..]));
         assert_eq!(c.upstream, Some(&b"http://127.0.0.1:1/auth"[..]));
@@ -521,7 +529,7 @@ mod tests {
             (l.level, l.conn, l.message),
             (Level::Notice, None, &b"signal process started"[..])
         );
-        assert_eq!(l.context, Context::default());
+        assert_eq!(l.context(), Context::default());
         for bad in [
             &b"2026/11/25 10:00:07 [nonsense] 1#1: x"[..],
             b"2026/11/25 10:00:07 [error] x#1: y",
@@ -541,8 +549,8 @@ mod tests {
             backend process is down or restarting\", client: 127.0.0.1, server: , request: \"GET /checkout HTTP/1.1\", \
             upstream: \"http://127.0.0.1:9/checkout\", host: \"localhost\"";
         let l = parse_line(line).unwrap();
-        assert_eq!(l.context.client, Some(&b"127.0.0.1"[..]));
-        assert_eq!(l.context.upstream, Some(&b"http://127.0.0.1:9/checkout"[..]));
+        assert_eq!(l.context().client, Some(&b"127.0.0.1"[..]));
+        assert_eq!(l.context().upstream, Some(&b"http://127.0.0.1:9/checkout"[..]));
         let m = parse_module_line(l.message).unwrap();
         assert_eq!((m.cause, m.status, m.attempts), (Cause::ConnectRefused, 502, 2));
         assert_eq!(m.peer, b"127.0.0.1:9");
