@@ -167,8 +167,12 @@ def request(port, path, method="GET", headers=None, body=None, timeout=15):
 
 
 # Every nginx the session made: tests/test_cli.py reads their logs after
-# the rest of the suite has run.
+# the rest of the suite has run. OTHER_LOGS: the logs of the nginx that
+# tests run on their own (the storm's), as (name, error log, access log,
+# error_log level, the access log's keys for pid, connection, method, uri,
+# $upstream_cause_list and $upstream_status).
 INSTANCES = []
+OTHER_LOGS = []
 
 
 class Nginx:

@@ -23,6 +23,7 @@ import shlex
 import subprocess
 import sys
 
+import conftest
 from conftest import GO_SERVICE, MODULE, NGINX_BIN, ROOT
 
 STORM = ROOT / "tests/storm/storm.py"
@@ -52,6 +53,9 @@ def test_storm(tmp_path):
             out, _ = proc.communicate()
         out = (out or "") + "\n(the storm was stopped: it ran past its time)"
     print(out)
+    logs = tmp_path / "storm/nginx/logs"
+    conftest.OTHER_LOGS.append(("the storm", logs / "error.log", logs / "access.log", "notice",
+                                dict(pid="p", connection="k", method="m", uri="u", list="l", status="us")))
     replay = " ".join(shlex.quote(c) for c in ["/usr/bin/python3", *cmd[1:-2]])
     assert proc.returncode == 0 and "storm: PASS" in out, (
         f"the storm failed (seed {seed}); replay: {replay}\nits report:\n" + out[-12000:])

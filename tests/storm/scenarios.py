@@ -346,7 +346,8 @@ KA = 'proxy_http_version 1.1; proxy_set_header Connection "";'
 LOG_FORMAT = (
     "log_format storm escape=json '{"
     '"s":"$status","u":"$request_uri","a":"$upstream_addr","us":"$upstream_status",'
-    '"c":"$upstream_cause","l":"$upstream_cause_list","d":"$upstream_cause_detail","p":"$pid"'
+    '"c":"$upstream_cause","l":"$upstream_cause_list","d":"$upstream_cause_detail","p":"$pid",'
+    '"k":"$connection","m":"$request_method"'
     "}';"
 )
 
