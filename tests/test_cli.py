@@ -273,6 +273,23 @@ def test_memory_is_flat_in_the_log_size(failing_log, tmp_path):
     assert b < a + 4096, (a, b)
 
 
+def test_the_readme_s_install_command(tmp_path):
+    """`cargo install --path cli`, as the README says (into a root of the
+    test's own), gives a working upstream-cause."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.skip("no cargo here")
+    readme = (ROOT / "README.md").read_text()
+    assert "cargo install --path cli" in readme
+    r = subprocess.run([cargo, "install", "--locked", "--offline", "--path", str(ROOT / "cli"), "--root", str(tmp_path)],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0 and "--offline" in r.stderr:
+        pytest.skip("the crates are not in cargo's cache here: " + r.stderr[-300:])
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = subprocess.run([tmp_path / "bin/upstream-cause", "--version"], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "upstream-cause 0.1.0"
+
+
 # --- agreement with the module, over the whole suite's traffic -------------
 
 # What nginx's text cannot tell, by (the module's cause, the text's):

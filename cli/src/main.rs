@@ -68,8 +68,8 @@ struct Opts {
     /// With --follow: seconds between two summaries or expositions
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     interval: u32,
-    /// Write the report to FILE (atomically: a temporary file renamed),
-    /// as a textfile collector wants it
+    /// Write the report to FILE (summary and prometheus: a temporary file
+    /// renamed over it, as a textfile collector wants it)
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// nginx error logs, plain or gzip-compressed; "-" or none: standard input
