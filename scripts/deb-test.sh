@@ -3,7 +3,12 @@
 # them: each into a clean container of its suite (debian:SUITE-slim, nothing
 # else), with `apt-get install ./….deb`, which pulls the suite's own nginx.
 # Then nginx -t, a 502 from a refused upstream with its cause header and
-# enriched line, apt-get remove leaving a working nginx (docker/deb/test.sh).
+# enriched line; the offline classifier's package (upstream-cause, which apt
+# must install alone: no nginx) installed too and run on that error log:
+# its summary must show connect_refused, and its `requests` output (copied
+# out of the container) must parse as JSON, one request, cause
+# connect_refused, from the module's line; then apt-get remove of the module
+# leaving a working nginx and the classifier (docker/deb/test.sh).
 # Last, bookworm's apt must refuse trixie's package because of the nginx
 # ABI. The transcripts are printed; exits non-zero if any check fails.
 #
@@ -14,22 +19,44 @@ suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=("${DEB_SUITES[@]}")
 need_docker "the package tests"
 
-package() {  # suite: the package's file
-    local deb
-    deb=$(ls "$ROOT/dist/$1"/libnginx-mod-http-upstream-cause_*.deb 2>/dev/null | head -1)
-    [ -n "$deb" ] || { echo "no package in dist/$1: run make deb (scripts/deb.sh $1) first" >&2; return 1; }
+package() {  # suite [package name]: the package's file
+    local deb name=${2:-libnginx-mod-http-upstream-cause}
+    deb=$(ls "$ROOT/dist/$1/${name}_"*.deb 2>/dev/null | head -1)
+    [ -n "$deb" ] || { echo "no $name package in dist/$1: run make deb (scripts/deb.sh $1) first" >&2; return 1; }
     echo "$deb"
 }
 
-in_clean_container() {  # suite, package file, test.sh arguments...
-    local suite=$1 deb=$2 cid rc=0
+# The classifier's `requests` output, from the container: every line a JSON
+# object, exactly one request, cause connect_refused, 502, from the module's
+# line.
+check_requests_json() {  # file
+    /usr/bin/python3 - "$1" <<'PY'
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert len(reqs) == 1, f"{len(reqs)} requests, expected 1"
+r = reqs[0]
+got = (r["cause"], r["causes"], r["status"], r["source"], r["peer"])
+assert got == ("connect_refused", "connect_refused", 502, "module", "127.0.0.1:9"), got
+print(f"upstream-cause requests: 1 JSON object: cause={r['cause']} status={r['status']} "
+      f"source={r['source']} peer={r['peer']} request={r['request']!r}")
+PY
+}
+
+in_clean_container() {  # suite, package files (a space-separated list), test.sh arguments...
+    local suite=$1 debs=$2 cid rc=0 d
     shift 2
     bash "$ROOT/docker/base-image.sh" "$suite"
     cid=$(docker create -e APT_CHECK_VALID_UNTIL="$(apt_check_valid_until "$suite")" \
         "debian:$suite-slim" bash /pkg/test.sh "$@")
-    tar -c --transform 's,^,pkg/,' -C "$(dirname "$deb")" "$(basename "$deb")" \
-        -C "$ROOT/docker/deb" test.sh | docker cp - "$cid:/"
+    local files=()
+    for d in $debs; do files+=(-C "$(dirname "$d")" "$(basename "$d")"); done
+    tar -c --transform 's,^,pkg/,' "${files[@]}" -C "$ROOT/docker/deb" test.sh | docker cp - "$cid:/"
     docker start -a "$cid" || rc=$?
+    # what the classifier answered, for the JSON check
+    rm -f "$WORK/deb-test-$suite-requests.json"
+    if [ "$rc" = 0 ] && [ "${1:-}" = install ] && [ -n "${3:-}" ]; then
+        docker cp "$cid:/pkg/requests.json" "$WORK/deb-test-$suite-requests.json" || rc=1
+    fi
     docker rm -f "$cid" >/dev/null
     return "$rc"
 }
@@ -37,9 +64,11 @@ in_clean_container() {  # suite, package file, test.sh arguments...
 rc=0
 for suite in "${suites[@]}"; do
     deb=$(package "$suite")
-    say "$suite: $(basename "$deb") in a clean debian:$suite-slim"
+    cli=$(package "$suite" upstream-cause)
+    say "$suite: $(basename "$deb") and $(basename "$cli") in a clean debian:$suite-slim"
     start=$(date +%s)
-    if in_clean_container "$suite" "$deb" install "$(basename "$deb")"; then
+    if in_clean_container "$suite" "$deb $cli" install "$(basename "$deb")" "$(basename "$cli")" &&
+        check_requests_json "$WORK/deb-test-$suite-requests.json"; then
         say "$suite: passed in $(($(date +%s) - start)) s"
     else
         say "$suite: FAILED"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make deb`: the Debian packages libnginx-mod-http-upstream-cause, one per
-# suite (default: bookworm trixie sid), each built with its suite's
-# dh-sequence-nginx (nginx-dev) and Rust in a clean container of that suite,
-# left under dist/<suite>/.
+# `make deb`: the Debian packages libnginx-mod-http-upstream-cause (the
+# module) and upstream-cause (the offline classifier, /usr/bin/upstream-cause),
+# one of each per suite (default: bookworm trixie sid), both built from the
+# one source package with its suite's dh-sequence-nginx (nginx-dev) and Rust
+# in a clean container of that suite, left under dist/<suite>/.
 #
 # Each suite's build environment is an image (docker/deb/Dockerfile: the base
 # image from docker/base-image.sh plus apt-get build-dep), reused while
@@ -55,11 +56,35 @@ build_suite() {  # suite, the pid of its build_image
         echo "$suite: the package build failed (whole log: $WORK/deb-$suite.log)" >&2
         return 1
     fi
-    local deb
-    deb=$(ls "$out"/libnginx-mod-http-upstream-cause_*.deb)
-    local depends=""
-    command -v dpkg-deb >/dev/null && depends="; Depends: $(dpkg-deb -f "$deb" Depends)"
-    say "$suite: ${deb#"$ROOT"/} ($(($(stat -c %s "$deb") / 1024)) KiB) in $(($(date +%s) - start)) s$depends"
+    local deb pkg depends
+    for pkg in "${DEB_PACKAGES[@]}"; do
+        deb=$(ls "$out/${pkg}_"*.deb 2>/dev/null) || {
+            echo "$suite: the build made no $pkg package (log: $WORK/deb-$suite.log)" >&2
+            return 1
+        }
+        depends=""
+        if command -v dpkg-deb >/dev/null; then
+            depends=$(dpkg-deb -f "$deb" Depends)
+            # the classifier reads logs: /usr/bin/upstream-cause, nothing of
+            # nginx's, and it must not pull nginx in
+            if [ "$pkg" = upstream-cause ]; then
+                if grep -q nginx <<<"$depends"; then
+                    echo "$suite: $pkg depends on nginx: $depends" >&2
+                    return 1
+                fi
+                local files
+                files=$(dpkg-deb -c "$deb")
+                if ! grep -q ' \./usr/bin/upstream-cause$' <<<"$files" || grep -q nginx <<<"$files"; then
+                    echo "$suite: $pkg has no /usr/bin/upstream-cause, or files of nginx's:" >&2
+                    printf '%s\n' "$files" >&2
+                    return 1
+                fi
+            fi
+            depends="; Depends: $depends"
+        fi
+        say "$suite: ${deb#"$ROOT"/} ($(($(stat -c %s "$deb") / 1024)) KiB)$depends"
+    done
+    say "$suite: built in $(($(date +%s) - start)) s"
 }
 
 # The build environments are mostly downloads and unpacking: all of them are

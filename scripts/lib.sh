@@ -309,9 +309,12 @@ docker_build() {  # log name, then docker build arguments
 
 # The Debian suites the package is built for, with the version of each.
 DEB_SUITES=(bookworm trixie sid)
-# What the package is built from: the module's sources, its build glue, the
-# packaging and the docs it installs.
-DEB_SOURCES=(Cargo.toml Cargo.lock build.rs config config.make auto core src debian README.md docs
+# The binary packages built from it: the module, and the offline classifier.
+DEB_PACKAGES=(libnginx-mod-http-upstream-cause upstream-cause)
+# What the packages are built from: the module's and the classifier's
+# sources (the workspace's members: cargo reads all of them), their build
+# glue, the packaging and the docs it installs.
+DEB_SOURCES=(Cargo.toml Cargo.lock build.rs config config.make auto core src cli debian README.md docs
     docker/deb/build.sh)
 deb_version() {  # suite
     local v
@@ -329,14 +332,18 @@ deb_build_image() {  # suite
 }
 
 # Makes the packages of the suites given (scripts/deb.sh), unless dist/ has
-# one newer than everything it is built from.
+# each of them (the module's and the classifier's) newer than everything
+# they are built from.
 ensure_debs() {  # suite...
-    local stale=() s deb
+    local stale=() s deb pkg
     for s in "$@"; do
-        deb=$(ls -t "$ROOT/dist/$s"/libnginx-mod-http-upstream-cause_*.deb 2>/dev/null | head -1 || true)
-        if [ -z "$deb" ] || [ -n "$(cd "$ROOT" && find "${DEB_SOURCES[@]}" -newer "$deb" -print -quit)" ]; then
-            stale+=("$s")
-        fi
+        for pkg in "${DEB_PACKAGES[@]}"; do
+            deb=$(ls -t "$ROOT/dist/$s/${pkg}_"*.deb 2>/dev/null | head -1 || true)
+            if [ -z "$deb" ] || [ -n "$(cd "$ROOT" && find "${DEB_SOURCES[@]}" -newer "$deb" -print -quit)" ]; then
+                stale+=("$s")
+                break
+            fi
+        done
     done
     [ ${#stale[@]} -eq 0 ] || bash "$ROOT/scripts/deb.sh" "${stale[@]}"
 }

@@ -2,8 +2,8 @@
 # CI's head start (.ci/run runs it in the background while the host builds
 # and tests, which are CPU-bound): the Docker images of the later steps that
 # are mostly downloads and unpacking: the Debian base images, the packages'
-# build environments, the harness's Go service, fault upstream and tests
-# images, the apt stages of the harness's nginx images and of the sid
+# build environments, the harness's Go service and fault upstream images,
+# the apt stages of the harness's nginx and tests images and of the sid
 # suite's image, and the official image's stand-in. Each later step finds them in Docker's cache and makes
 # whatever is missing itself, so a failure here only costs time.
 source "$(dirname "$0")/lib.sh"
@@ -32,12 +32,13 @@ trixie_chain() {
     deb_build_image trixie
     # the harness: nginx's stage before the module's package (with the
     # arguments docker/compose.yaml gives), the Go service, the fault
-    # upstream, the tests
+    # upstream, the tests' stage before the classifier's package
     docker_build warm-nginx-trixie --target nginx -f "$ROOT/docker/nginx/Dockerfile" "$ROOT"
     local image
-    for image in go-service faults tests; do
+    for image in go-service faults; do
         docker_build "warm-$image" -t "ngx-upstream-cause/$image" "$ROOT/docker/$image"
     done
+    docker_build warm-tests --target python -f "$ROOT/docker/tests/Dockerfile" "$ROOT"
 }
 sid_chain() {
     deb_build_image sid

@@ -4,16 +4,22 @@
 # printed as a transcript, with a check after each step. Also run in the
 # official image's recipe's result (scripts/official-image-test.sh).
 #
-#   test.sh install PACKAGE.deb   install it with apt (which pulls the
-#       suite's own nginx), nginx -t, a request to a refused upstream gets
-#       its cause header and the enriched line, apt-get remove leaves a
-#       working nginx
+#   test.sh install PACKAGE.deb [CLI.deb]   install it with apt (which
+#       pulls the suite's own nginx), nginx -t, a request to a refused
+#       upstream gets its cause header and the enriched line; with CLI.deb
+#       (the upstream-cause package), apt must want nothing else for it (no
+#       nginx), then it is installed and run on that error log: its summary
+#       must show connect_refused, its `requests` output goes to
+#       /pkg/requests.json (scripts/deb-test.sh parses it as JSON); then
+#       apt-get remove of the module leaves a working nginx (and the
+#       classifier installed and working)
 #   test.sh refuse PACKAGE.deb ABI   apt must refuse it, naming the ABI
 #   test.sh site   in an nginx that has the module loaded: the refused
 #       upstream's check alone
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
 mode=$1 deb=/pkg/${2:-}
+cli=${3:+/pkg/$3}
 fail() { echo "FAILED: $*"; exit 1; }
 step() { printf '\n# %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -84,6 +90,17 @@ if [ "$mode" = refuse ]; then
     exit 0
 fi
 
+# The classifier alone: apt must want nothing but it (above all no nginx)
+# in this clean container.
+if [ -n "$cli" ]; then
+    step "the classifier's dependencies, in the clean container (apt-get install --simulate)"
+    out=$(apt-get install -s --no-install-recommends "$cli" 2>&1) || { printf '%s\n' "$out"; fail "apt cannot install $cli"; }
+    printf '$ apt-get install -s %s | grep ^Inst\n' "$cli"
+    grep '^Inst ' <<<"$out"
+    [ "$(grep -c '^Inst ' <<<"$out")" = 1 ] && grep -q '^Inst upstream-cause ' <<<"$out" \
+        || fail "installing upstream-cause would install more than itself"
+fi
+
 step "install"
 run apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "$deb" || fail "apt-get install"
 run ls -l /etc/nginx/modules-enabled/
@@ -94,6 +111,32 @@ run cat "$link"
 run ls /usr/lib/nginx/modules/ /usr/share/doc/libnginx-mod-http-upstream-cause/
 [ -f /usr/share/doc/libnginx-mod-http-upstream-cause/reference.md.gz ] || fail "no reference in /usr/share/doc"
 site_check
+
+# The classifier, on the error log the refused upstream just wrote to.
+# Its summary's row: the cause, 1 failed attempt (100%), 1 request.
+summary_check() {
+    local out
+    printf '$ upstream-cause summary /var/log/nginx/error.log\n'
+    out=$(upstream-cause summary /var/log/nginx/error.log) || fail "upstream-cause summary"
+    printf '%s\n' "$out"
+    grep -Eq '^connect_refused +1 +100\.0% +1 ' <<<"$out" \
+        || fail "the summary has no row: connect_refused, 1 failure, 1 request"
+}
+cli_check() {
+    summary_check
+    printf '$ upstream-cause requests /var/log/nginx/error.log\n'
+    upstream-cause requests /var/log/nginx/error.log >/pkg/requests.json || fail "upstream-cause requests"
+    cat /pkg/requests.json
+    grep -q '"cause":"connect_refused"' /pkg/requests.json || fail "no request with cause connect_refused"
+}
+if [ -n "$cli" ]; then
+    step "the offline classifier (upstream-cause), on that error log"
+    run apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "$cli" || fail "apt-get install $cli"
+    run ls -l /usr/bin/upstream-cause /usr/share/doc/upstream-cause/
+    [ -f /usr/share/doc/upstream-cause/cli.md.gz ] || fail "no manual (cli.md) in /usr/share/doc/upstream-cause"
+    run upstream-cause --version || fail "upstream-cause --version"
+    cli_check
+fi
 
 step "remove (the module's directives go first, as for any module)"
 run nginx -s quit
@@ -110,4 +153,11 @@ head=$(get 80 /) || fail "no answer from nginx after the removal"
 printf '%s\n' "$head"
 grep -q '^HTTP/1.1 200 ' <<<"$head" || fail "the default site does not answer 200"
 run nginx -s quit
+if [ -n "$cli" ]; then
+    step "the classifier after the module's removal: still installed, the same answer"
+    run dpkg-query -W -f '${Package} ${Version} ${Status}\n' upstream-cause
+    [ "$(dpkg-query -W -f '${Status}' upstream-cause)" = "install ok installed" ] \
+        || fail "removing the module removed upstream-cause"
+    summary_check
+fi
 echo "OK"

@@ -4,6 +4,11 @@ through nginx with the module. HTTP to nginx only; the logs of nginx and of
 the Go services come from read-only volumes. Prints one line per scenario
 and a closing `N passed, N failed`; exits non-zero on any failure.
 
+Every request a scenario sends is counted by the cause its response carried
+(`$upstream_cause`), per nginx. The last check runs the offline classifier
+(`upstream-cause`, from the trixie package) on each nginx's error log and
+holds its per-cause request counts to those.
+
 Every wait is bounded; no step sleeps where a log line or a status can be
 polled instead.
 """
@@ -11,28 +16,60 @@ import http.client
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
 GO_LOGS = Path(os.environ.get("GO_LOGS", "/logs/go"))
+# the offline classifier (the upstream-cause package)
+CLI = os.environ.get("UPSTREAM_CAUSE_CLI", "upstream-cause")
 
 
 class Nginx:
-    """One nginx of the harness: where to send requests, where its logs are."""
+    """One nginx of the harness: where to send requests, where its logs are,
+    and what the scenarios' requests to it got."""
 
-    def __init__(self, url, logs):
+    def __init__(self, name, url, logs):
+        self.name = name
         self.url = urlparse(url)
         self.access = Path(logs) / "access.json"
         self.error = Path(logs) / "error.log"
+        # failed requests (the response's cause neither empty nor
+        # via_upstream), by cause, and by cause and scenario
+        self.failed = Counter()
+        self.failed_in = Counter()
+        # requests that succeeded (or passed an upstream's own answer on)
+        # after a failed attempt: nginx logs the failure and not what came
+        # after, so from the log they are requests that failed with the
+        # last failed attempt's cause; by that cause, and cause and scenario
+        self.recovered = Counter()
+        self.recovered_in = Counter()
+
+    def record(self, access):
+        """Counts one response by its access-log entry."""
+        cause = access["upstream_cause"]
+        if cause and cause != "via_upstream":
+            self.failed[cause] += 1
+            self.failed_in[cause, SCENARIO] += 1
+            return
+        # nginx writes a line for every failed attempt but an upstream's own 5xx
+        attempts = [c.strip() for c in re.split(r"[,:]", access["upstream_cause_list"])]
+        failures = [c for c in attempts if c not in ("", "-", "via_upstream")]
+        if failures:
+            self.recovered[failures[-1]] += 1
+            self.recovered_in[failures[-1], SCENARIO] += 1
 
 
+# the scenario running (main() sets it), for the counts
+SCENARIO = "-"
 # trixie's nginx (1.26) in front of the Go services and the fault upstream
-NGINX = Nginx(os.environ.get("NGINX_URL", "http://nginx:8080"), os.environ.get("NGINX_LOGS", "/logs/nginx"))
+NGINX = Nginx("trixie", os.environ.get("NGINX_URL", "http://nginx:8080"), os.environ.get("NGINX_LOGS", "/logs/nginx"))
 # sid's nginx (1.30) in front of the HTTP/2 fault upstream
-NGINX_SID = Nginx(os.environ.get("NGINX_SID_URL", "http://nginx-sid:8080"),
+NGINX_SID = Nginx("sid", os.environ.get("NGINX_SID_URL", "http://nginx-sid:8080"),
                   os.environ.get("NGINX_SID_LOGS", "/logs/nginx-sid"))
 
 HINTS = {
@@ -108,6 +145,7 @@ def get(uri, timeout=40, nginx=NGINX):
     entries = wait_for(f"the access-log entry of {uri}", lambda: [
         e for e in map(json.loads, lines(nginx.access)[seen_access:]) if e["request_uri"] == uri])
     access = entries[0]
+    nginx.record(access)
     enriched = [l for l in lines(nginx.error)[seen_error:]
                 if "upstream_cause=" in l and f'request: "GET {uri} HTTP/1.1"' in l]
     return Result(uri, status, headers[0] if headers else None, body, seconds, access, enriched)
@@ -298,6 +336,102 @@ def s7_http2_upstream():
     return out
 
 
+# --- the offline classifier, on the logs of the scenarios above --------------
+
+def cli(*args, stdin=None):
+    """Runs upstream-cause; its standard output."""
+    p = subprocess.run([CLI, *args], input=stdin, capture_output=True, timeout=60)
+    check(p.returncode == 0, f"upstream-cause {' '.join(args)}: exit status {p.returncode}: "
+                             f"{p.stderr.decode(errors='replace').strip()}")
+    return p.stdout.decode(errors="replace")
+
+
+def summary_requests(text):
+    """The summary's table: cause -> its 4th column, requests."""
+    rows, table = {}, False
+    for line in text.splitlines():
+        if not table:
+            table = line.split()[:4] == ["cause", "failures", "share", "requests"]
+            continue
+        if not line.strip():
+            break
+        if line.startswith("("):   # (no failed upstream attempts)
+            continue
+        f = line.split()
+        rows[f[0]] = int(f[3].replace(",", ""))
+    check(table, f"no table in the summary:\n{text}")
+    return rows
+
+
+def table(head, rows):
+    """Left-aligned first column, the others right-aligned."""
+    cells = [head] + [[str(c) for c in r] for r in rows]
+    w = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    return ["  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)).rstrip()
+            for r in cells]
+
+
+def classifier_on(nginx):
+    """upstream-cause summary and requests on one nginx's error log, held to
+    the scenarios' counts; then, for information, the summary of the same
+    log without the module's lines."""
+    out, bad = [], []
+    log = str(nginx.error)
+    summary = cli("summary", log)
+    by_summary = summary_requests(summary)
+    reqs = [json.loads(l) for l in cli("requests", log).splitlines() if l.strip()]
+    by_source = {src: Counter(r["cause"] for r in reqs if r["source"] == src) for src in ("module", "nginx")}
+    check(sum(by_summary.values()) == len(reqs),
+          f"{nginx.name}: the summary counts {sum(by_summary.values())} requests, `requests` prints {len(reqs)}")
+
+    scenarios = lambda counts, c: ", ".join(f"{s.split()[0]}: {n}" for (k, s), n in sorted(counts.items())
+                                           if k == c) or "-"
+    causes = sorted(set(nginx.failed) | set(nginx.recovered) | set(by_summary))
+    out.append(f"the scenarios' own count ({nginx.name}'s nginx, by the cause each response carried):")
+    out += ["  " + l for l in table(
+        ["cause", "failed", "succeeded after a failure", "in the log", "by scenario"],
+        [[c, nginx.failed[c], nginx.recovered[c], nginx.failed[c] + nginx.recovered[c],
+          scenarios(nginx.failed_in + nginx.recovered_in, c)] for c in causes])]
+    out.append(f"$ upstream-cause summary {log}")
+    out += ["  " + l for l in summary.rstrip().splitlines()]
+    out.append(f"per cause, upstream-cause's requests against the scenarios' ({nginx.name}):")
+    rows = []
+    for c in causes:
+        want = nginx.failed[c] + nginx.recovered[c]
+        got = by_summary.get(c, 0)
+        module, text = by_source["module"][c], by_source["nginx"][c]
+        ok = got == want and module == nginx.failed[c] and text == nginx.recovered[c]
+        if not ok:
+            bad.append(c)
+        rows.append([c, want, got, f"{nginx.failed[c]}/{module}", f"{nginx.recovered[c]}/{text}",
+                     "ok" if ok else "MISMATCH"])
+    out += ["  " + l for l in table(
+        ["cause", "scenarios", "summary", "failed/module's lines", "succeeded later/nginx's lines", ""], rows)]
+
+    # nginx's text alone: for information (it cannot tell the status, a
+    # later attempt's success, an upstream's own 5xx, a reused connection,
+    # a saturated group from a dead one)
+    stripped = "".join(l + "\n" for l in lines(nginx.error) if "upstream_cause" not in l)
+    bare = cli("summary", "-", stdin=stripped.encode())
+    out.append(f"$ grep -v upstream_cause {log} | upstream-cause summary   (for information)")
+    out += ["  " + l for l in bare.rstrip().splitlines()]
+    return out, bad
+
+
+def s8_offline_classifier():
+    out, bad = [], []
+    for nginx in (NGINX, NGINX_SID):
+        o, b = classifier_on(nginx)
+        out += o
+        bad += [f"{nginx.name}: {c}" for c in b]
+    if bad:
+        # the tables first, then the verdict
+        for line in out:
+            print(f"      {line}".rstrip(), flush=True)
+        raise Failed(f"upstream-cause's counts differ from the scenarios' for {', '.join(bad)} (tables above)")
+    return out
+
+
 SCENARIOS = [
     ("1 ok", s1_ok),
     ("2 request-level panic", s2_request_level_panic),
@@ -306,12 +440,16 @@ SCENARIOS = [
     ("5 retry to a healthy peer", s5_retry_to_a_healthy_peer),
     ("6 fault upstream", s6_faults),
     ("7 HTTP/2 upstream (sid's nginx, proxy_http_version 2 and grpc_pass)", s7_http2_upstream),
+    # last: it reads what all the others left in the logs
+    ("8 the offline classifier (upstream-cause) on both nginx's error logs", s8_offline_classifier),
 ]
 
 
 def main():
+    global SCENARIO
     passed = failed = 0
     for name, fn in SCENARIOS:
+        SCENARIO = name
         try:
             details = fn()
         except Failed as e:
@@ -325,7 +463,7 @@ def main():
         passed += 1
         print(f"PASS  {name}", flush=True)
         for d in details:
-            print(f"      {d}", flush=True)
+            print(f"      {d}".rstrip(), flush=True)
     print(f"{passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0
 
