@@ -224,6 +224,41 @@ def test_since_until_and_by(failing_log, tmp_path):
     assert bad.returncode == 2 and b"invalid time" in bad.stderr
 
 
+def on_a_terminal(args, env):
+    """The CLI's output when its standard output is a terminal (a pty)."""
+    import pty
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([CLI, *map(str, args)], stdout=follower, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:     # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert p.wait(timeout=60) == 0, p.stderr.read()
+    return out.decode(errors="replace")
+
+
+def test_colour_on_a_terminal_unless_no_color(failing_log, tmp_path):
+    log = tmp_path / "error.log"
+    log.write_bytes(failing_log)
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    coloured = on_a_terminal([log], env)
+    assert "\x1b[31m█" in coloured and "connect_refused" in coloured, coloured[-2000:]
+    plain = on_a_terminal([log], {**env, "NO_COLOR": "1"})
+    bars = re.findall(r"^\d{4}/\d\d/\d\d \d\d:\d\d  #+ (\d+)\r?$", plain, re.M)
+    assert "\x1b[" not in plain and sum(map(int, bars)) == 60, plain[-2000:]
+    # NO_COLOR="" is no request (no-color.org), a pipe never gets colour
+    assert "\x1b[31m" in on_a_terminal([log], {**env, "NO_COLOR": ""})
+    assert b"\x1b[" not in cli(log).stdout
+
+
 def test_bad_input_is_skipped_and_counted(failing_log, tmp_path):
     rng = random.Random(7)
     real = failing_log.splitlines(keepends=True)
