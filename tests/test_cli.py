@@ -48,6 +48,7 @@ def conf(dead, log="error"):
         upstream_cause_log {log};
         location /gone/ {{ proxy_pass http://127.0.0.1:{dead}/; }}
         location /pair/ {{ proxy_pass http://pair/; }}
+        location /files/ {{ }}
     }}
     """
 
@@ -98,8 +99,10 @@ def test_follow_through_reopen_and_copytruncate(nginx_factory):
         assert nginx.get("/gone/1").status == 502
         (r,) = f.wait_request("/gone/1")
         assert (r["cause"], r["status"], r["source"]) == ("connect_refused", 502, "module")
-        # logrotate's default: rename, then nginx reopens its logs (USR1)
+        # logrotate's default: rename, create, then nginx reopens its logs (USR1)
         log.rename(log.with_name("error.log.1"))
+        log.touch()
+        time.sleep(0.5)     # the follower sees the new file before nginx has reopened
         assert nginx.get("/gone/2").status == 502       # still into the renamed file
         os.kill(nginx.proc.pid, signal.SIGUSR1)
         wait_for("the reopened log", log.exists)
@@ -117,12 +120,21 @@ def test_follow_through_reopen_and_copytruncate(nginx_factory):
         f.stop()
 
 
-def test_follow_closes_text_only_requests_when_the_log_goes_quiet(nginx_factory):
+def test_follow_closes_text_only_requests_when_the_log_goes_quiet_or_moves_on(nginx_factory):
     nginx = nginx_factory(conf(dead_port(), log="off"))
     f = Follower(nginx.error_log, "--window", "1")
     try:
         assert nginx.get("/pair/q").status == 502
         (r,) = f.wait_request("/pair/q")
+        # a busy log: other lines keep coming (404s), the request is closed
+        # once the log's clock has passed the window
+        assert nginx.get("/pair/busy").status == 502
+        deadline = time.monotonic() + 15 * conftest.WRAPPER_SLOWDOWN
+        while not [x for x in f.poll() if " /pair/busy " in x["request"]] and time.monotonic() < deadline:
+            assert nginx.get("/files/missing").status == 404
+            time.sleep(0.1)
+        (busy,) = f.wait_request("/pair/busy")
+        assert busy["causes"] == "connect_refused, connect_refused"
         assert (r["cause"], r["causes"], r["source"], r["status"]) == (
             "connect_refused", "connect_refused, connect_refused", "nginx", None)
         assert set(r["unknown"]) >= {"status", "later_attempts", "reused", "via_upstream"}
@@ -145,7 +157,7 @@ def failing_log(nginx_factory):
     return nginx.error_log.read_bytes()
 
 
-def test_plain_gzip_and_stdin_read_alike(failing_log, tmp_path):
+def test_plain_gzip_stdin_and_a_pipe_read_alike(failing_log, tmp_path):
     plain = tmp_path / "error.log"
     plain.write_bytes(failing_log)
     gz = tmp_path / "error.log.2.gz"
@@ -153,6 +165,14 @@ def test_plain_gzip_and_stdin_read_alike(failing_log, tmp_path):
     from_plain = requests_of(plain)
     assert len(from_plain) == 40
     assert requests_of(gz) == from_plain
+    # a FIFO (as <(zcat ...) gives) cannot seek
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat {gz} > {fifo}"])
+    assert requests_of(fifo) == from_plain
+    writer.wait(timeout=30)
+    bad = cli("--follow", gz, check=False)
+    assert bad.returncode == 2 and b"not a compressed one" in bad.stderr
     assert requests_of("-", stdin=failing_log) == from_plain
     assert requests_of(stdin=failing_log) == from_plain
     # two files: the requests of both, the summary counts both

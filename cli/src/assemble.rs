@@ -62,10 +62,9 @@ pub struct Request {
     pub subrequest: Vec<u8>,
     /// nginx's `upstream: "..."` of the last line.
     pub upstream: Vec<u8>,
-    /// The failed attempts, in order.
+    /// The failed attempts, in order (peers kept for the first
+    /// [`MAX_ATTEMPTS`]).
     pub attempts: Vec<Attempt>,
-    /// Failed attempts past [`MAX_ATTEMPTS`], not kept.
-    pub more: u32,
     /// The request's cause: its last failure's (the module's, when it wrote one).
     pub cause: Cause,
     /// `$upstream_cause_list`'s form: the module's, or the failures seen.
@@ -100,6 +99,35 @@ impl Request {
     }
 }
 
+#[cfg(test)]
+impl Request {
+    /// A request from nginx's lines with these failed attempts, for the
+    /// reports' tests.
+    pub fn sample(t: Time, attempts: Vec<Attempt>) -> Request {
+        Request {
+            time: t,
+            last: t,
+            pid: 1,
+            conn: 1,
+            client: b"127.0.0.1".to_vec(),
+            server: b"api".to_vec(),
+            host: Vec::new(),
+            request: b"GET / HTTP/1.1".to_vec(),
+            subrequest: Vec::new(),
+            upstream: Vec::new(),
+            cause: attempts.last().map_or(Cause::ConnectError, |a| a.cause),
+            attempts,
+            causes: String::new(),
+            detail: Vec::new(),
+            hint: String::new(),
+            status: None,
+            attempts_made: None,
+            source: Source::Nginx,
+            no_live: false,
+        }
+    }
+}
+
 /// What was read, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -121,6 +149,8 @@ pub struct Stats {
 
 struct Open {
     req: Request,
+    /// Its [`heap`] when last counted.
+    bytes: usize,
     /// The cached-connection retry nginx allows was used.
     retried: bool,
     /// The last failure's parsed message (refines the hint).
@@ -173,9 +203,50 @@ fn peer_and_upstream(l: &ErrorLine<'_>, ctx: &Context<'_>, m: &Message) -> (Vec<
     (Vec::new(), Vec::new())
 }
 
+/// An open request: its worker, its connection, and a hash of its request
+/// line, client, server, host and subrequest (HTTP/2 multiplexes requests
+/// on one connection).
+type Key = (u32, u64, u64);
+
+fn key_of(l: &ErrorLine<'_>, conn: u64, c: &Context<'_>) -> Key {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    for f in [c.client, c.server, c.request, c.subrequest, c.host] {
+        let f = f.unwrap_or_default();
+        f[..f.len().min(FIELD_MAX)].hash(&mut h);
+    }
+    (l.pid, conn, h.finish())
+}
+
+/// Bytes the open requests may hold at once (an estimate of their heap):
+/// past it, the older half is closed.
+const BYTES_MAX: usize = 64 << 20;
+/// Attempts of one request: past these, its peers are not kept.
+const PEERS_KEPT: usize = MAX_ATTEMPTS;
+/// Attempts of one request at most (nginx tries each server of a group
+/// once): a longer run of lines is taken as a new request.
+const ATTEMPTS_MAX: usize = 1024;
+
+fn heap(r: &Request) -> usize {
+    std::mem::size_of::<Request>()
+        + r.client.len()
+        + r.server.len()
+        + r.host.len()
+        + r.request.len()
+        + r.subrequest.len()
+        + r.upstream.len()
+        + r.detail.len()
+        + r.attempts
+            .iter()
+            .map(|a| std::mem::size_of::<Attempt>() + a.peer.len() + a.upstream.len())
+            .sum::<usize>()
+}
+
 /// Puts requests back together, line by line.
 pub struct Assembler {
-    open: HashMap<(u32, u64), Open>,
+    open: HashMap<Key, Open>,
+    /// [`heap`] of the open requests.
+    bytes: usize,
     window: i64,
     max_open: usize,
     now: Time,
@@ -189,6 +260,7 @@ impl Assembler {
     pub fn new(window: i64, max_open: usize) -> Self {
         Assembler {
             open: HashMap::default(),
+            bytes: 0,
             window,
             max_open: max_open.max(1),
             now: Time::MIN,
@@ -208,14 +280,20 @@ impl Assembler {
         self.now
     }
 
-    /// One line ([`errlog::parse_line`]); closed requests go to `out`.
-    pub fn line(&mut self, l: &ErrorLine<'_>, out: &mut impl FnMut(Request)) {
-        if l.time > self.now {
-            self.now = l.time;
+    /// The log's clock, from any of its lines: requests idle for longer
+    /// than the window are closed.
+    pub fn tick(&mut self, t: Time, out: &mut impl FnMut(Request)) {
+        if t > self.now {
+            self.now = t;
             if self.now >= self.swept.saturating_add(self.window.max(1)) {
                 self.sweep(self.now, out);
             }
         }
+    }
+
+    /// One line ([`errlog::parse_line`]); closed requests go to `out`.
+    pub fn line(&mut self, l: &ErrorLine<'_>, out: &mut impl FnMut(Request)) {
+        self.tick(l.time, out);
         if l.message.starts_with(MODULE_KEY) {
             match (errlog::parse_module_line(l.message), l.conn) {
                 (Some(m), Some(conn)) => {
@@ -250,7 +328,6 @@ impl Assembler {
             subrequest: capped(ctx.subrequest),
             upstream: capped(ctx.upstream),
             attempts: Vec::new(),
-            more: 0,
             cause: Cause::ConnectError,
             causes: String::new(),
             detail: Vec::new(),
@@ -271,7 +348,7 @@ impl Assembler {
         cause: Cause,
         out: &mut impl FnMut(Request),
     ) {
-        let key = (l.pid, conn);
+        let key = key_of(l, conn, ctx);
         let (peer, upstream) = peer_and_upstream(l, ctx, &m);
         let continues = self.open.get(&key).map(|o| {
             let r = &o.req;
@@ -282,23 +359,23 @@ impl Assembler {
                     .last()
                     .is_some_and(|a| a.peer == peer && stale_connection_failure(a.cause));
             let fresh = l.time >= r.last && l.time - r.last <= self.window;
-            (same_context(r, ctx) && fresh && (!tried || retry), retry)
+            let room = r.attempts.len() < ATTEMPTS_MAX;
+            (same_context(r, ctx) && fresh && room && (!tried || retry), retry)
         });
         let retried = match continues {
             Some((true, retry)) => retry,
             Some((false, _)) => {
-                if let Some(o) = self.open.remove(&key) {
-                    self.close(o, out);
-                }
+                self.close_key(&key, out);
                 false
             }
             None => false,
         };
-        if !self.open.contains_key(&key) && self.open.len() >= self.max_open {
+        if !self.open.contains_key(&key) && (self.open.len() >= self.max_open || self.bytes >= BYTES_MAX) {
             self.evict(out);
         }
         let o = self.open.entry(key).or_insert_with(|| Open {
             req: Self::new_request(l, ctx, conn, Source::Nginx),
+            bytes: 0,
             retried: false,
             message: None,
         });
@@ -306,15 +383,33 @@ impl Assembler {
         let r = &mut o.req;
         r.last = l.time;
         r.upstream = capped(ctx.upstream);
-        if r.attempts.len() < MAX_ATTEMPTS {
-            r.attempts.push(Attempt { cause, peer, upstream });
+        let (peer, upstream) = if r.attempts.len() < PEERS_KEPT {
+            (peer, upstream)
         } else {
-            r.more += 1;
-        }
+            (Vec::new(), Vec::new())
+        };
+        r.attempts.push(Attempt { cause, peer, upstream });
         r.cause = cause;
         r.no_live |= m.kind == MessageKind::NoLiveUpstreams;
         r.detail = l.message[..l.message.len().min(DETAIL_MAX)].to_vec();
         o.message = Some(m);
+        let now = heap(&o.req);
+        self.bytes = self.bytes - o.bytes + now;
+        o.bytes = now;
+        // nginx ends the request at once after these: no attempt follows
+        if matches!(
+            cause,
+            Cause::ResolveFailed | Cause::NoLiveUpstreams | Cause::ClientClosed
+        ) {
+            self.close_key(&key, out);
+        }
+    }
+
+    fn close_key(&mut self, key: &Key, out: &mut impl FnMut(Request)) {
+        if let Some(o) = self.open.remove(key) {
+            self.bytes -= o.bytes;
+            self.close(o, out);
+        }
     }
 
     fn module(
@@ -325,7 +420,7 @@ impl Assembler {
         m: &ModuleLine<'_>,
         out: &mut impl FnMut(Request),
     ) {
-        let key = (l.pid, conn);
+        let key = key_of(l, conn, ctx);
         // The module's entries: the failed ones, each with the peer of the
         // nginx line it accounts for, where the text had one.
         let listed: Vec<Cause> = m
@@ -337,6 +432,7 @@ impl Assembler {
         let in_text = listed.iter().filter(|&&c| c != Cause::ViaUpstream).count();
         let mut seen: Vec<Attempt> = Vec::new();
         if let Some(mut o) = self.open.remove(&key) {
+            self.bytes -= o.bytes;
             if same_context(&o.req, ctx) {
                 let n = o.req.attempts.len();
                 let keep = n.min(in_text);
@@ -354,10 +450,16 @@ impl Assembler {
         let mut r = Self::new_request(l, ctx, conn, Source::Module);
         let peer = unescape_quoted(m.peer).unwrap_or_else(|| m.peer.to_vec());
         let (_, upstream) = errlog::peer_of(ctx.upstream.unwrap_or_default());
+        // nginx's lines missing from the input are the earliest ones (cut
+        // by --since or a rotation): the lines there are the last entries'
+        let mut missing = in_text - seen.len();
         let mut from_text = seen.into_iter();
         let last = listed.len().saturating_sub(1);
-        for (i, &c) in listed.iter().enumerate().take(MAX_ATTEMPTS) {
+        for (i, &c) in listed.iter().enumerate().take(ATTEMPTS_MAX) {
             let a = if c == Cause::ViaUpstream {
+                None
+            } else if missing > 0 {
+                missing -= 1;
                 None
             } else {
                 from_text.next()
@@ -377,7 +479,6 @@ impl Assembler {
             };
             r.attempts.push(attempt);
         }
-        r.more = listed.len().saturating_sub(MAX_ATTEMPTS) as u32;
         if m.cause == Cause::ResolveFailed && r.attempts.is_empty() {
             r.attempts.push(Attempt {
                 cause: m.cause,
@@ -386,9 +487,13 @@ impl Assembler {
             });
         }
         r.cause = m.cause;
-        r.causes = String::from_utf8_lossy(m.causes).into_owned();
-        r.detail = unescape_quoted(m.detail).unwrap_or_else(|| m.detail.to_vec());
-        r.hint = String::from_utf8_lossy(m.hint).into_owned();
+        let cut = |v: &[u8], n: usize| v[..v.len().min(n)].to_vec();
+        r.causes = String::from_utf8_lossy(&cut(m.causes, 4 * FIELD_MAX)).into_owned();
+        r.detail = cut(
+            &unescape_quoted(m.detail).unwrap_or_else(|| m.detail.to_vec()),
+            DETAIL_MAX,
+        );
+        r.hint = String::from_utf8_lossy(&cut(m.hint, FIELD_MAX)).into_owned();
         r.status = Some(m.status);
         r.attempts_made = Some(m.attempts);
         self.stats.requests += 1;
@@ -398,10 +503,7 @@ impl Assembler {
     fn close(&mut self, o: Open, out: &mut impl FnMut(Request)) {
         let mut r = o.req;
         if r.source == Source::Nginx {
-            let mut causes: Vec<&str> = r.attempts.iter().map(|a| a.cause.code()).collect();
-            if r.more > 0 {
-                causes.push("...");
-            }
+            let causes: Vec<&str> = r.attempts.iter().map(|a| a.cause.code()).collect();
             r.causes = causes.join(", ");
             r.hint = hint(r.cause, o.message.as_ref()).to_owned();
         }
@@ -413,7 +515,7 @@ impl Assembler {
     pub fn sweep(&mut self, now: Time, out: &mut impl FnMut(Request)) {
         self.swept = now;
         let limit = now.saturating_sub(self.window);
-        let idle: Vec<(u32, u64)> = self
+        let idle: Vec<Key> = self
             .open
             .iter()
             .filter(|(_, o)| o.req.last < limit)
@@ -424,23 +526,21 @@ impl Assembler {
 
     /// Too many open: the older half is closed.
     fn evict(&mut self, out: &mut impl FnMut(Request)) {
-        let mut by_age: Vec<(Time, (u32, u64))> = self.open.iter().map(|(k, o)| (o.req.last, *k)).collect();
+        let mut by_age: Vec<(Time, Key)> = self.open.iter().map(|(k, o)| (o.req.last, *k)).collect();
         by_age.sort_unstable();
         let n = by_age.len().div_ceil(2);
         self.stats.evicted += n as u64;
         self.close_keys(by_age.into_iter().take(n).map(|(_, k)| k).collect(), out);
     }
 
-    fn close_keys(&mut self, keys: Vec<(u32, u64)>, out: &mut impl FnMut(Request)) {
-        let mut keys: Vec<(Time, (u32, u64))> = keys
+    fn close_keys(&mut self, keys: Vec<Key>, out: &mut impl FnMut(Request)) {
+        let mut keys: Vec<(Time, Key)> = keys
             .into_iter()
             .filter_map(|k| Some((self.open.get(&k)?.req.time, k)))
             .collect();
         keys.sort_unstable();
         for (_, k) in keys {
-            if let Some(o) = self.open.remove(&k) {
-                self.close(o, out);
-            }
+            self.close_key(&k, out);
         }
     }
 
@@ -556,8 +656,9 @@ mod tests {
             65,
         );
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].request, b"GET /z HTTP/1.1");
-        let r = &got[1];
+        // /z is another request on the connection: it stays open until the end
+        assert_eq!(got[1].request, b"GET /z HTTP/1.1");
+        let r = &got[0];
         assert_eq!(
             (r.source, r.status, r.attempts_made),
             (Source::Module, Some(502), Some(3))
@@ -571,6 +672,81 @@ mod tests {
         assert_eq!(peers, ["127.0.0.1:1", "", "127.0.0.1:2"]);
         assert_eq!(r.unknown(), ["peers"]);
         assert_eq!((st.folded, st.module_lines, st.requests), (2, 1, 2));
+    }
+
+    #[test]
+    fn http2_streams_on_one_connection_are_requests_of_their_own() {
+        let (got, _) = run(
+            &[
+                line(1, 7, 3, REFUSED, "/a", "127.0.0.1:1"),
+                line(1, 7, 3, REFUSED, "/b", "127.0.0.1:1"),
+                line(1, 7, 3, CLOSED, "/a", "127.0.0.1:2"),
+                line(1, 7, 3, CLOSED, "/b", "127.0.0.1:2"),
+            ],
+            65,
+        );
+        let mut causes: Vec<_> = got.iter().map(|r| (r.request.clone(), r.causes.clone())).collect();
+        causes.sort();
+        let want = "connect_refused, upstream_prematurely_closed".to_owned();
+        assert_eq!(
+            causes,
+            [
+                (b"GET /a HTTP/1.1".to_vec(), want.clone()),
+                (b"GET /b HTTP/1.1".to_vec(), want)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resolver_failure_or_no_live_server_ends_its_request() {
+        let nx = |sec| {
+            format!(
+                "2026/11/25 10:00:{sec:02} [error] 7#7: *5 nosuch.test could not be resolved (3: Host not found), \
+                 client: 127.0.0.1, server: s, request: \"GET /a HTTP/1.1\", host: \"h\""
+            )
+        };
+        let none = |sec| {
+            line(
+                sec,
+                7,
+                5,
+                "no live upstreams while connecting to upstream",
+                "/a",
+                "backend",
+            )
+        };
+        let (got, _) = run(&[nx(1), nx(2), nx(3), none(4), none(5)], 65);
+        let causes: Vec<_> = got.iter().map(|r| r.causes.as_str()).collect();
+        assert_eq!(
+            causes,
+            [
+                "resolve_failed",
+                "resolve_failed",
+                "resolve_failed",
+                "no_live_upstreams",
+                "no_live_upstreams"
+            ]
+        );
+        assert_eq!(got[0].attempts[0].upstream, b"nosuch.test");
+    }
+
+    #[test]
+    fn a_module_line_whose_first_nginx_lines_are_missing_takes_the_peers_of_the_last() {
+        let module = String::from(
+            "2026/11/25 10:00:02 [error] 7#7: *3 upstream_cause=read_timeout status=504 attempts=2 \
+             peer=127.0.0.1:2 causes=\"connect_refused, read_timeout\" detail=\"x\" hint=\"y\", client: 127.0.0.1, \
+             server: s, request: \"GET /a HTTP/1.1\", upstream: \"http://127.0.0.1:2/a\", host: \"h\"",
+        );
+        let timed_out = "upstream timed out (110: Connection timed out) while reading response header from upstream";
+        let (got, _) = run(&[line(1, 7, 3, timed_out, "/a", "127.0.0.1:2"), module], 65);
+        let r = &got[0];
+        let peers: Vec<_> = r
+            .attempts
+            .iter()
+            .map(|a| String::from_utf8_lossy(&a.peer).into_owned())
+            .collect();
+        assert_eq!(peers, ["", "127.0.0.1:2"]);
+        assert_eq!(r.unknown(), ["peers"]);
     }
 
     #[test]
@@ -666,7 +842,7 @@ mod bad_input {
             a.finish(&mut |r| closed.push(r));
             prop_assert_eq!(a.open(), 0);
             let st = a.stats;
-            let attempts: u64 = closed.iter().filter(|r| r.source == Source::Nginx).map(|r| r.attempts.len() as u64 + u64::from(r.more)).sum();
+            let attempts: u64 = closed.iter().filter(|r| r.source == Source::Nginx).map(|r| r.attempts.len() as u64).sum();
             prop_assert_eq!(attempts + st.folded, st.attempt_lines);
             prop_assert_eq!(closed.len() as u64, st.requests);
             prop_assert_eq!(s.stats.bytes, input.len() as u64);

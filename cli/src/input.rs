@@ -3,9 +3,10 @@
 //! copytruncate).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Bytes read at a time.
 const CHUNK: usize = 1 << 20;
@@ -82,6 +83,9 @@ impl Splitter {
             self.stats.lines += 1;
             if self.skipping {
                 self.skipping = false;
+            } else if end - from > LINE_MAX {
+                // as long a line is skipped whether it came in one read or several
+                self.stats.too_long += 1;
             } else {
                 f(&self.buf[from..end]);
             }
@@ -104,7 +108,11 @@ impl Splitter {
     pub fn finish(&mut self, f: &mut impl FnMut(&[u8])) {
         if !self.buf.is_empty() && !self.skipping {
             self.stats.lines += 1;
-            f(&self.buf);
+            if self.buf.len() > LINE_MAX {
+                self.stats.too_long += 1;
+            } else {
+                f(&self.buf);
+            }
         }
         self.buf.clear();
         self.skipping = false;
@@ -113,18 +121,28 @@ impl Splitter {
 
 /// Opens a log, through gzip when it is compressed (by its first bytes, not
 /// its name).
+/// Any file: a pipe or FIFO too (`<(zcat ...)`), which cannot seek.
 pub fn open(path: &Path) -> io::Result<Box<dyn Read>> {
-    let mut f = File::open(path)?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic)?;
-    f.seek(SeekFrom::Start(0))?;
-    if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::with_capacity(CHUNK, f),
-        )))
+    let mut r = io::BufReader::with_capacity(CHUNK, File::open(path)?);
+    let gz = loop {
+        match r.fill_buf() {
+            Ok(b) => break b.starts_with(&[0x1f, 0x8b]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    if gz {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(r)))
     } else {
-        Ok(Box::new(f))
+        Ok(Box::new(r))
     }
+}
+
+/// Whether a file starts as gzip does.
+pub fn is_gzip(path: &Path) -> io::Result<bool> {
+    let mut magic = [0u8; 2];
+    let n = File::open(path)?.read(&mut magic)?;
+    Ok(n == 2 && magic == [0x1f, 0x8b])
 }
 
 /// A log followed as it grows, through rotation.
@@ -135,14 +153,27 @@ pub struct Followed {
     offset: u64,
     /// The last bytes read, to tell a file truncated and written again.
     tail: Vec<u8>,
-    pub splitter: Splitter,
+    splitter: Splitter,
+    /// The file the name stood for before a rename: nginx writes to it
+    /// until it reopens its logs, so it is read until quiet for a while.
+    old: Option<(File, Splitter, Instant)>,
+    /// What the splitters of earlier files read.
+    done: ReadStats,
 }
 
 /// Bytes kept of what was read last.
 const TAIL: usize = 64;
+/// How long a renamed log is still read after its last new bytes.
+const DRAIN: Duration = Duration::from_secs(5);
 
 fn id_of(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
+}
+
+fn add(total: &mut ReadStats, s: &ReadStats) {
+    total.bytes += s.bytes;
+    total.lines += s.lines;
+    total.too_long += s.too_long;
 }
 
 impl Followed {
@@ -157,13 +188,37 @@ impl Followed {
             offset: 0,
             tail: Vec::new(),
             splitter: Splitter::new(),
+            old: None,
+            done: ReadStats::default(),
         })
     }
 
+    /// What was read of this name, through its rotations.
+    pub fn stats(&self) -> ReadStats {
+        let mut s = self.done;
+        add(&mut s, &self.splitter.stats);
+        if let Some((_, sp, _)) = &self.old {
+            add(&mut s, &sp.stats);
+        }
+        s
+    }
+
     /// Reads what was added since the last call; after a rotation, the
-    /// rest of the old file and then the new one from its start.
+    /// rest of the old file (for a while) and the new one from its start.
     pub fn poll(&mut self, f: &mut impl FnMut(&[u8])) -> io::Result<u64> {
         let mut got = 0;
+        if let Some((file, sp, last)) = self.old.as_mut() {
+            let n = sp.read_from(file, f)?;
+            got += n;
+            if n > 0 {
+                *last = Instant::now();
+            } else if last.elapsed() >= DRAIN {
+                if let Some((_, mut sp, _)) = self.old.take() {
+                    sp.finish(f);
+                    add(&mut self.done, &sp.stats);
+                }
+            }
+        }
         if let Some(file) = self.file.as_mut() {
             // copytruncate: the file is shorter than what was read of it,
             // or (written again past that length by then) its bytes before
@@ -192,9 +247,16 @@ impl Followed {
         if let Ok(m) = std::fs::metadata(&self.path) {
             if id_of(&m) != self.id {
                 if let Ok(new) = File::open(&self.path) {
-                    self.splitter.finish(f);
                     self.id = id_of(&new.metadata()?);
-                    self.file = Some(new);
+                    let old = self.file.replace(new);
+                    let sp = std::mem::take(&mut self.splitter);
+                    if let Some((_, mut earlier, _)) = self.old.take() {
+                        earlier.finish(f);
+                        add(&mut self.done, &earlier.stats);
+                    }
+                    if let Some(old) = old {
+                        self.old = Some((old, sp, Instant::now()));
+                    }
                     self.offset = 0;
                     self.tail.clear();
                     got += self.poll(f)?;

@@ -84,7 +84,7 @@ enum Kind {
     Prometheus,
 }
 
-/// Open requests kept at once (each a few hundred bytes).
+/// Open requests kept at once (and at most 64 MiB of them: assemble.rs).
 const OPEN_MAX: usize = 100_000;
 
 /// Everything the lines go through.
@@ -99,6 +99,8 @@ struct Run {
     resolve: memmem::Finder<'static>,
     out: Box<dyn Write>,
     failed: Option<io::Error>,
+    /// The timestamp of the last line, as written.
+    stamp: [u8; 19],
 }
 
 impl Run {
@@ -124,6 +126,14 @@ impl Run {
             return;
         }
         self.assembler.stats.nginx_lines += 1;
+        // the log's clock moves with every line (a request nginx's lines
+        // alone tell is closed once the window has passed)
+        if line[..19] != self.stamp {
+            self.stamp.copy_from_slice(&line[..19]);
+            if let Some(t) = errlog::parse_time(&line[..19]) {
+                self.with_closed(|a, out| a.tick(t, &mut |r| out(r)));
+            }
+        }
         if self.upstream.find(line).is_none() && self.resolve.find(line).is_none() {
             return;
         }
@@ -203,6 +213,17 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
         eprintln!("upstream-cause: --follow needs a FILE (standard input is read to its end anyway)");
         return Ok(ExitCode::from(2));
     }
+    if opts.follow {
+        for f in &opts.files {
+            if input::is_gzip(f).unwrap_or(false) {
+                eprintln!(
+                    "upstream-cause: {}: --follow reads a live log, not a compressed one",
+                    f.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     if opts.follow && kind == Kind::Prometheus && opts.output.is_none() {
         eprintln!("upstream-cause: prometheus --follow needs --output FILE (the textfile it rewrites)");
         return Ok(ExitCode::from(2));
@@ -222,6 +243,7 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
         resolve: memmem::Finder::new(b"resolve").into_owned(),
         out,
         failed: None,
+        stamp: [0; 19],
     };
     let color = color_wanted(opts.output.is_some());
     let files: Vec<PathBuf> = if opts.files.is_empty() {
@@ -256,11 +278,15 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
         }
     }
     if opts.follow {
+        if followed.is_empty() {
+            eprintln!("upstream-cause: --follow: none of the files could be opened");
+            return Ok(ExitCode::from(1));
+        }
         follow(&mut run, &mut followed, &opts, &mut read, files.len(), color)?;
     }
     run.with_closed(|a, out| a.finish(&mut |r| out(r)));
     for f in &followed {
-        add(&mut read, &f.splitter.stats);
+        add(&mut read, &f.stats());
     }
     if let Some(e) = run.failed.take() {
         return Err(e);
@@ -324,7 +350,7 @@ fn follow(
             last_report = Instant::now();
             let mut now = *read;
             for f in files.iter() {
-                add(&mut now, &f.splitter.stats);
+                add(&mut now, &f.stats());
             }
             let bytes = run.report(&now, inputs, color);
             match &opts.output {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use upstream_cause_core::errlog::format_time;
-use upstream_cause_core::metrics::{escape_label, ATTEMPTS_HELP, LABEL_MAX, OTHER, RESPONSES_HELP};
+use upstream_cause_core::metrics::{self, escape_label, ATTEMPTS_HELP, OTHER, RESPONSES_HELP};
 use upstream_cause_core::Cause;
 
 use crate::assemble::{Request, Source};
@@ -94,21 +94,32 @@ pub struct Counters {
     unknown_status: u64,
 }
 
+/// A label value as the module's scrape gives it: whole up to
+/// [`metrics::LABEL_MAX`] bytes, else shortened with a hash of the whole (two long
+/// values never merge); bytes that are not UTF-8 as U+FFFD.
 fn label(v: &[u8]) -> Vec<u8> {
     if v.is_empty() {
-        b"-".to_vec()
-    } else {
-        v[..v.len().min(LABEL_MAX)].to_vec()
+        return b"-".to_vec();
     }
+    let l = metrics::label(v);
+    String::from_utf8_lossy(l.as_bytes()).into_owned().into_bytes()
 }
+
+/// Series a family holds; past it, new ones are counted under `peer="other"`
+/// (responses: `upstream="other"`), then `upstream="other",peer="other"`, as
+/// the module's zone does when it is full.
+const SERIES_MAX: usize = KEYS_MAX;
 
 impl Counters {
     pub fn add(&mut self, r: &Request) {
         // a resolver failure makes no attempt: the module counts it in the responses only
         for a in r.attempts.iter().filter(|a| a.cause != Cause::ResolveFailed) {
             let mut key = (label(&a.upstream), label(&a.peer), a.cause);
-            if self.attempts.len() >= KEYS_MAX && !self.attempts.contains_key(&key) {
+            if self.attempts.len() >= SERIES_MAX && !self.attempts.contains_key(&key) {
                 key.1 = OTHER.to_vec();
+                if !self.attempts.contains_key(&key) {
+                    key.0 = OTHER.to_vec();
+                }
             }
             *self.attempts.entry(key).or_default() += 1;
         }
@@ -116,7 +127,7 @@ impl Counters {
             Some(status) => {
                 let upstream = r.attempts.last().map_or(&[][..], |a| &a.upstream);
                 let mut key = (label(upstream), r.cause, status);
-                if self.responses.len() >= KEYS_MAX && !self.responses.contains_key(&key) {
+                if self.responses.len() >= SERIES_MAX && !self.responses.contains_key(&key) {
                     key.0 = OTHER.to_vec();
                 }
                 *self.responses.entry(key).or_default() += 1;
@@ -152,5 +163,50 @@ impl Counters {
             );
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assemble::Attempt;
+
+    fn failed(upstream: Vec<u8>, peer: Vec<u8>) -> Request {
+        let attempt = Attempt {
+            cause: Cause::ConnectRefused,
+            peer,
+            upstream,
+        };
+        Request::sample(0, vec![attempt])
+    }
+
+    #[test]
+    fn series_are_bounded_as_the_module_s_are() {
+        let mut c = Counters::default();
+        for i in 0..(SERIES_MAX + 100) {
+            let peer = format!("10.0.{}.{}:80", i / 256, i % 256).into_bytes();
+            c.add(&failed([b"http://".as_slice(), &peer].concat(), peer));
+        }
+        assert_eq!(c.attempts.len(), SERIES_MAX + 1);
+        assert_eq!(
+            c.attempts[&(OTHER.to_vec(), OTHER.to_vec(), Cause::ConnectRefused)],
+            100
+        );
+    }
+
+    #[test]
+    fn labels_are_utf8_and_long_ones_keep_apart() {
+        let mut c = Counters::default();
+        let long = |tail: &str| format!("http://{}{tail}", "é".repeat(100)).into_bytes();
+        c.add(&failed(long("a"), b"\xff\xfe:80".to_vec()));
+        c.add(&failed(long("b"), b"p".to_vec()));
+        let out = String::from_utf8(c.render()).expect("UTF-8");
+        assert!(out.contains("peer=\"\u{fffd}\u{fffd}:80\""), "{out}");
+        let ups: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("nginx_upstream_cause_total"))
+            .collect();
+        assert_eq!(ups.len(), 2, "{out}");
+        assert!(ups.iter().all(|l| l.contains('~')), "{out}");
     }
 }

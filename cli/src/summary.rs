@@ -92,7 +92,7 @@ pub struct Summary {
     from_text: u64,
     /// Seconds per bucket, and failures per bucket and cause.
     width: i64,
-    buckets: BTreeMap<i64, [u32; Cause::ALL.len()]>,
+    buckets: BTreeMap<i64, [u64; Cause::ALL.len()]>,
     first: Option<Time>,
     last: Option<Time>,
 }
@@ -125,15 +125,17 @@ impl Summary {
     }
 
     fn row(&mut self, key: &str) -> &mut Row {
-        let key = if self.rows.contains_key(key) {
+        let key = if self.rows.contains_key(key) || self.rows.len() < KEYS_MAX {
             key
-        } else if self.rows.len() >= KEYS_MAX {
-            "other"
         } else {
-            self.rows.insert(key.to_owned(), Row::default());
-            key
+            "other"
         };
-        self.rows.get_mut(key).expect("a row just made")
+        if !self.rows.contains_key(key) {
+            self.rows.insert(key.to_owned(), Row::default());
+        }
+        self.rows
+            .get_mut(key)
+            .expect("the row is there: inserted above if it was not")
     }
 
     pub fn add(&mut self, r: &Request) {
@@ -222,6 +224,13 @@ impl Summary {
             group(read.too_long),
             group(stats.unreadable)
         );
+        if stats.evicted > 0 {
+            let _ = writeln!(
+                o,
+                "{} requests closed early: more were open at once than the classifier keeps",
+                group(stats.evicted)
+            );
+        }
         o.push('\n');
         self.table(&mut o);
         o.push('\n');
@@ -344,7 +353,7 @@ impl Summary {
             let mut sum = [0u64; Cause::ALL.len()];
             for (_, v) in self.buckets.range(b..b + per as i64) {
                 for (a, &x) in sum.iter_mut().zip(v) {
-                    *a += u64::from(x);
+                    *a += x;
                 }
             }
             rows.push((b * self.width, sum));
@@ -442,35 +451,15 @@ mod tests {
     use crate::assemble::Attempt;
 
     fn req(t: Time, causes: &[Cause]) -> Request {
-        Request {
-            time: t,
-            last: t,
-            pid: 1,
-            conn: 1,
-            client: b"127.0.0.1".to_vec(),
-            server: b"api".to_vec(),
-            host: Vec::new(),
-            request: b"GET / HTTP/1.1".to_vec(),
-            subrequest: Vec::new(),
-            upstream: Vec::new(),
-            attempts: causes
-                .iter()
-                .map(|&cause| Attempt {
-                    cause,
-                    peer: b"127.0.0.1:1".to_vec(),
-                    upstream: b"http://127.0.0.1:1".to_vec(),
-                })
-                .collect(),
-            more: 0,
-            cause: *causes.last().unwrap(),
-            causes: String::new(),
-            detail: Vec::new(),
-            hint: String::new(),
-            status: None,
-            attempts_made: None,
-            source: Source::Nginx,
-            no_live: false,
-        }
+        let attempts = causes
+            .iter()
+            .map(|&cause| Attempt {
+                cause,
+                peer: b"127.0.0.1:1".to_vec(),
+                upstream: b"http://127.0.0.1:1".to_vec(),
+            })
+            .collect();
+        Request::sample(t, attempts)
     }
 
     #[test]
@@ -510,6 +499,18 @@ mod tests {
         assert!(out.contains("top causes"));
         let bars = out.lines().filter(|l| l.contains('#')).count();
         assert!(bars <= ROWS, "{bars}");
+    }
+
+    #[test]
+    fn more_keys_than_rows_go_to_other() {
+        let mut s = Summary::new(By::Peer);
+        for i in 0..(KEYS_MAX as u32 + 50) {
+            let mut r = req(0, &[Cause::ConnectRefused]);
+            r.attempts[0].peer = format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255).into_bytes();
+            s.add(&r);
+        }
+        assert_eq!(s.rows.len(), KEYS_MAX + 1);
+        assert_eq!(s.rows["other"].failures, 50);
     }
 
     #[test]
