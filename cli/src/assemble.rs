@@ -162,6 +162,12 @@ fn capped(v: Option<&[u8]>) -> Vec<u8> {
     v[..v.len().min(FIELD_MAX)].to_vec()
 }
 
+/// `v` becomes the first `max` bytes of `from`, in the memory it has.
+fn set(v: &mut Vec<u8>, from: &[u8], max: usize) {
+    v.clear();
+    v.extend_from_slice(&from[..from.len().min(max)]);
+}
+
 fn same_context(r: &Request, c: &Context<'_>) -> bool {
     let eq = |have: &[u8], got: Option<&[u8]>| {
         let got = got.unwrap_or_default();
@@ -382,7 +388,7 @@ impl Assembler {
         o.retried |= retried;
         let r = &mut o.req;
         r.last = l.time;
-        r.upstream = capped(ctx.upstream);
+        set(&mut r.upstream, ctx.upstream.unwrap_or_default(), FIELD_MAX);
         let (peer, upstream) = if r.attempts.len() < PEERS_KEPT {
             (peer, upstream)
         } else {
@@ -391,7 +397,7 @@ impl Assembler {
         r.attempts.push(Attempt { cause, peer, upstream });
         r.cause = cause;
         r.no_live |= m.kind == MessageKind::NoLiveUpstreams;
-        r.detail = l.message[..l.message.len().min(DETAIL_MAX)].to_vec();
+        set(&mut r.detail, l.message, DETAIL_MAX);
         o.message = Some(m);
         let now = heap(&o.req);
         self.bytes = self.bytes - o.bytes + now;

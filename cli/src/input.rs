@@ -26,7 +26,9 @@ pub struct ReadStats {
 /// Splits a byte stream into lines (without their linefeed), whatever the
 /// bytes; memory is one chunk plus one line at most.
 pub struct Splitter {
+    /// Allocated (and zeroed) once: `have` bytes of it hold input.
     buf: Vec<u8>,
+    have: usize,
     /// Inside a line too long to keep: its bytes are dropped until its end.
     skipping: bool,
     pub stats: ReadStats,
@@ -41,7 +43,8 @@ impl Default for Splitter {
 impl Splitter {
     pub fn new() -> Self {
         Splitter {
-            buf: Vec::with_capacity(CHUNK + LINE_MAX),
+            buf: vec![0; CHUNK + LINE_MAX + 1],
+            have: 0,
             skipping: false,
             stats: ReadStats::default(),
         }
@@ -52,22 +55,20 @@ impl Splitter {
     pub fn read_from<R: Read + ?Sized>(&mut self, r: &mut R, f: &mut impl FnMut(&[u8])) -> io::Result<u64> {
         let mut total = 0u64;
         loop {
-            let start = self.buf.len();
-            self.buf.resize(start + CHUNK, 0);
+            // what is kept between reads is at most LINE_MAX bytes: a
+            // chunk's room is always there
+            let start = self.have;
             let n = loop {
                 match r.read(&mut self.buf[start..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.buf.truncate(start);
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
             };
-            self.buf.truncate(start + n);
             if n == 0 {
                 return Ok(total);
             }
+            self.have += n;
             total += n as u64;
             self.stats.bytes += n as u64;
             self.split(start, f);
@@ -78,7 +79,7 @@ impl Splitter {
     fn split(&mut self, fresh: usize, f: &mut impl FnMut(&[u8])) {
         let mut from = 0;
         // a partial line carried over has no newline before `fresh`
-        for nl in memchr::memchr_iter(b'\n', &self.buf[fresh..]) {
+        for nl in memchr::memchr_iter(b'\n', &self.buf[fresh..self.have]) {
             let end = fresh + nl;
             self.stats.lines += 1;
             if self.skipping {
@@ -91,30 +92,30 @@ impl Splitter {
             }
             from = end + 1;
         }
-        let rest = self.buf.len() - from;
+        let rest = self.have - from;
         if self.skipping || rest > LINE_MAX {
             if !self.skipping {
                 self.skipping = true;
                 self.stats.too_long += 1;
             }
-            self.buf.clear();
+            self.have = 0;
         } else {
-            self.buf.copy_within(from.., 0);
-            self.buf.truncate(rest);
+            self.buf.copy_within(from..self.have, 0);
+            self.have = rest;
         }
     }
 
     /// The end of the input: a last line without its linefeed is a line.
     pub fn finish(&mut self, f: &mut impl FnMut(&[u8])) {
-        if !self.buf.is_empty() && !self.skipping {
+        if self.have > 0 && !self.skipping {
             self.stats.lines += 1;
-            if self.buf.len() > LINE_MAX {
+            if self.have > LINE_MAX {
                 self.stats.too_long += 1;
             } else {
-                f(&self.buf);
+                f(&self.buf[..self.have]);
             }
         }
-        self.buf.clear();
+        self.have = 0;
         self.skipping = false;
     }
 }

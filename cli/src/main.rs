@@ -99,8 +99,8 @@ struct Run {
     resolve: memmem::Finder<'static>,
     out: Box<dyn Write>,
     failed: Option<io::Error>,
-    /// The timestamp of the last line, as written.
-    stamp: [u8; 19],
+    /// The timestamp of the last line, as written ([`stamp_of`]).
+    stamp: (u64, u64, u32),
 }
 
 impl Run {
@@ -128,13 +128,16 @@ impl Run {
         self.assembler.stats.nginx_lines += 1;
         // the log's clock moves with every line (a request nginx's lines
         // alone tell is closed once the window has passed)
-        if line[..19] != self.stamp {
-            self.stamp.copy_from_slice(&line[..19]);
+        let stamp = stamp_of(line);
+        if stamp != self.stamp {
+            self.stamp = stamp;
             if let Some(t) = errlog::parse_time(&line[..19]) {
                 self.with_closed(|a, out| a.tick(t, &mut |r| out(r)));
             }
         }
-        if self.upstream.find(line).is_none() && self.resolve.find(line).is_none() {
+        // nginx logs its resolver failures at [error]
+        let resolver = line[21] == b'e' && self.resolve.find(line).is_some();
+        if !resolver && self.upstream.find(line).is_none() {
             return;
         }
         let Some(l) = errlog::parse_line(line) else {
@@ -169,6 +172,18 @@ impl Run {
             Kind::Requests => Vec::new(),
         }
     }
+}
+
+/// A line's 19 bytes of timestamp as three words: compared per line,
+/// cheaper than a slice comparison (`looks_like_nginx` has checked the
+/// line is longer).
+fn stamp_of(line: &[u8]) -> (u64, u64, u32) {
+    let w = |at: usize| u64::from_le_bytes(line[at..at + 8].try_into().unwrap_or_default());
+    (
+        w(0),
+        w(8),
+        u32::from_le_bytes(line[15..19].try_into().unwrap_or_default()),
+    )
 }
 
 /// Writes `bytes` to `path` through a temporary file in its directory.
@@ -243,7 +258,7 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
         resolve: memmem::Finder::new(b"resolve").into_owned(),
         out,
         failed: None,
-        stamp: [0; 19],
+        stamp: (0, 0, 0),
     };
     let color = color_wanted(opts.output.is_some());
     let files: Vec<PathBuf> = if opts.files.is_empty() {
