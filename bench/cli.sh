@@ -7,6 +7,6 @@
 #
 # Arguments go to bench/cli_bench.py (--size BYTES, --rounds N).
 source "$(dirname "$0")/../scripts/lib.sh"
-need_packages python3 time util-linux grep coreutils
+need_packages python3 time util-linux grep coreutils valgrind
 build_cli
 /usr/bin/python3 "$ROOT/bench/cli_bench.py" --readme "$@"

@@ -108,16 +108,40 @@ def generate(path: Path, size: int, seed: int):
             f.write("\n".join(buf) + "\n")
 
 
-def best(cmd, rounds, out: Path):
-    """The best wall time of `rounds` runs; output to a file (GNU grep
-    stops at its first match when its output is /dev/null)."""
-    times = []
+def timed(cmd):
+    """One run's wall time. The output goes to a pipe this process drains:
+    not /dev/null (GNU grep stops at its first match when its output is
+    /dev/null), not a file (its writeback would run during the next
+    timings)."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    while p.stdout.read(1 << 20):
+        pass
+    assert p.wait() == 0, cmd
+    return time.perf_counter() - t
+
+
+def best(cmds, rounds):
+    """The best time of each command over `rounds` rounds, each round
+    running every command once (interleaved: a machine whose speed drifts
+    slows them alike)."""
+    times = [[] for _ in cmds]
     for _ in range(rounds):
-        with open(out, "wb") as f:
-            t = time.perf_counter()
-            subprocess.run(cmd, stdout=f, check=True)
-            times.append(time.perf_counter() - t)
-    return min(times)
+        for i, cmd in enumerate(cmds):
+            times[i].append(timed(cmd))
+    return [min(t) for t in times]
+
+
+def instructions_per_byte(cli, log: Path, d: Path):
+    """callgrind's instruction count of `summary` over the log's first 20 MB
+    (deterministic, where wall time on a shared machine is not)."""
+    part = d / "part.log"
+    with open(log, "rb") as src, open(part, "wb") as dst:
+        dst.write(src.read(20_000_000))
+    r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d / 'callgrind.out'}",
+                        cli, "summary", str(part)], capture_output=True, text=True, check=True)
+    ir = int(re.search(r"Collected : (\d+)", r.stderr).group(1))
+    return ir / part.stat().st_size
 
 
 def peak_kib(cmd):
@@ -141,20 +165,24 @@ def main():
         generate(log, args.size, seed=1)
         print(f"generated {log} ({log.stat().st_size} bytes) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     quarter = d / "quarter.log"
-    with open(log, "rb") as src, open(quarter, "wb") as dst:
-        dst.write(src.read(log.stat().st_size // 4))
+    if not quarter.exists() or quarter.stat().st_size != log.stat().st_size // 4:
+        with open(log, "rb") as src, open(quarter, "wb") as dst:
+            dst.write(src.read(log.stat().st_size // 4))
     size = log.stat().st_size
+    # nothing of the set-up still being written back during the timings
+    os.sync()
     one = ["taskset", "-c", "0"]
     # warm the page cache
     subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)
-    rows = []
-    for name, cmd in [
+    named = [
         ("`wc -l`", ["wc", "-l", str(log)]),
         ("`grep -c upstream`", ["grep", "-c", "upstream", str(log)]),
         ("`upstream-cause summary`", [args.cli, "summary", str(log)]),
         ("`upstream-cause requests`", [args.cli, "requests", str(log)]),
-    ]:
-        rows.append((name, best(one + cmd, args.rounds, d / "out"), cmd))
+    ]
+    secs = best([one + cmd for _, cmd in named], args.rounds)
+    rows = [(name, t, cmd) for (name, cmd), t in zip(named, secs)]
+    ipb = instructions_per_byte(args.cli, log, d)
     wc, grep = rows[0][1], rows[1][1]
     out = subprocess.run([args.cli, "summary", str(log)], capture_output=True, check=True).stdout.decode()
     head = out.splitlines()[:3]
@@ -171,7 +199,7 @@ def main():
         f"`bash bench/cli.sh` generated a {size / 2**30:.2f} GiB error log "
         f"({head[1].split(' lines')[0].replace('read ', '')} lines, 90% of them other than upstream failures; "
         f"{head[0].split(': ', 1)[1]}), read from the page cache, each command on one core (`taskset -c 0`), "
-        f"best of {args.rounds}.",
+        f"its output read from a pipe, best of {args.rounds} interleaved rounds.",
         "",
         "| command | seconds | GB/s | vs `wc -l` | vs `grep -c upstream` |",
         "|---|---|---|---|---|",
@@ -182,7 +210,9 @@ def main():
         "",
         f"Peak RSS (GNU time): `summary` {rss_quarter / 1024:.1f} MiB over a quarter of the file, "
         f"{rss_full / 1024:.1f} MiB over all of it; `requests` {rss_req / 1024:.1f} MiB. "
-        "The ratios are throughput against the floor's: the floor's time over the command's (1.00: as fast).",
+        "The ratios are throughput against the floor's: the floor's time over the command's (1.00: as fast). "
+        f"callgrind, `summary` over the first 20 MB: {ipb:.1f} instructions per byte (wall times on this "
+        "shared machine drift by up to 2x from minute to minute; the instruction count does not).",
     ]
     table = "\n".join(lines)
     print(table)

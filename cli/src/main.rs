@@ -97,6 +97,8 @@ struct Run {
     counters: report::Counters,
     upstream: memmem::Finder<'static>,
     resolve: memmem::Finder<'static>,
+    module_key: memmem::Finder<'static>,
+    prematurely: memmem::Finder<'static>,
     out: Box<dyn Write>,
     failed: Option<io::Error>,
     /// The timestamp of the last line, as written ([`stamp_of`]).
@@ -135,8 +137,18 @@ impl Run {
                 self.with_closed(|a, out| a.tick(t, &mut |r| out(r)));
             }
         }
-        // nginx logs its resolver failures at [error]
-        let resolver = line[21] == b'e' && self.resolve.find(line).is_some();
+        // nginx logs upstream failures at [error] and above ([crit] for some
+        // connects), a client that left at [info], and its resolver failures
+        // at [error]; the module's own line is at its configured level
+        let level = line[21];
+        if !matches!(level, b'e' | b'c' | b'a') {
+            let ours = self.module_key.find(line).is_some();
+            let client_left = level == b'i' && self.prematurely.find(line).is_some();
+            if !(ours || client_left) {
+                return;
+            }
+        }
+        let resolver = level == b'e' && self.resolve.find(line).is_some();
         if !resolver && self.upstream.find(line).is_none() {
             return;
         }
@@ -256,6 +268,8 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
         counters: report::Counters::default(),
         upstream: memmem::Finder::new(b"upstream").into_owned(),
         resolve: memmem::Finder::new(b"resolve").into_owned(),
+        module_key: memmem::Finder::new(errlog::MODULE_KEY).into_owned(),
+        prematurely: memmem::Finder::new(b"prematurely closed").into_owned(),
         out,
         failed: None,
         stamp: (0, 0, 0),
