@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".work"
 # the nginx binary and the module built for it (--nginx/--module change them)
@@ -266,11 +268,7 @@ def where(funcs, w, top):
 
 def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True):
     ver = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "")
-    cpu = "unknown"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     lines = [
         f"Measured {datetime.date.today()} on {cpu}, {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}; {ver} ({build}); stock = the same binary without "

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # nginx's texts for each failure (message, action), as in the suite's logs
@@ -189,11 +191,7 @@ def main():
     rss_full = peak_kib([args.cli, "summary", str(log)])
     rss_quarter = peak_kib([args.cli, "summary", str(quarter)])
     rss_req = peak_kib([args.cli, "requests", str(log)])
-    cpu = "unknown CPU"
-    for l in Path("/proc/cpuinfo").read_text().splitlines():
-        if l.startswith("model name"):
-            cpu = l.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {cpu}, {os.cpu_count()} cores, Linux {platform.release()}: "
         f"`bash bench/cli.sh` generated a {size / 2**30:.2f} GiB error log "
