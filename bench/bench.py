@@ -85,8 +85,13 @@ def config(prefix, port, go, dead, variant, single):
     module, on = VARIANTS[variant]
     mod = f"load_module {MODULE};" if module else ""
     mp = "master_process off;" if single else "master_process on;"
+    # Under callgrind (single): nginx's clock is not read on every event
+    # loop turn, and its time strings not formatted again each second
+    # (how many seconds a run takes under valgrind moved that by tens of
+    # instructions per request, in no relation to the requests).
+    clock = "timer_resolution 3600s;" if single else ""
     return f"""{mod}
-daemon off; {mp} worker_processes 1; {user}
+daemon off; {mp} worker_processes 1; {user} {clock}
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log error;
 events {{ worker_connections 1024; }}
@@ -229,6 +234,100 @@ def wrk(port, path, seconds):
     return float(m.group(1)) if m else 0.0
 
 
+# HAProxy as the peer (no target): the same three workloads, one thread,
+# `option httplog`'s format with the backend connection's error
+# (%[bc_err]) appended, the termination state (%tsc) among its fields, in
+# every request's log line; one attempt
+# per request, as nginx makes with one server (`retries 0`).
+HAPROXY_WORKLOADS = ("a", "b", "c")
+HAPROXY_LOG = ("%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc "
+               "%sq/%bq %hr %hs %{+Q}r %[bc_err]")
+
+
+def haproxy_config(port, go, dead):
+    return f"""global
+  nbthread 1
+  log stdout format raw local0
+defaults
+  mode http
+  log global
+  log-format "{HAPROXY_LOG}"
+  retries 0
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:{port}
+  use_backend ka if {{ path_beg /a/ }} || {{ path_beg /c/ }}
+  use_backend dead if {{ path_beg /b/ }}
+backend ka
+  http-request replace-path /[ac]/(.*) /\\1
+  server go 127.0.0.1:{go}
+backend dead
+  server dead 127.0.0.1:{dead}
+"""
+
+
+def start_haproxy(go, dead):
+    prefix = OUT / "haproxy"
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "haproxy.cfg"
+    conf.write_text(haproxy_config(PORT, go, dead))
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=open(prefix / "log", "w"),
+                            stderr=open(prefix / "stderr.log", "w"))
+    try:
+        wait_port(PORT, proc=proc)
+    except (TimeoutError, RuntimeError):
+        proc.kill()
+        raise RuntimeError(f"haproxy did not start: {(prefix / 'stderr.log').read_text()[-2000:]}") from None
+    return proc
+
+
+def stop_haproxy(proc):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def check_haproxy(go, dead):
+    """Each workload answers as nginx's does (200, 502, 502), and HAProxy's
+    log says why: its termination state and the connection's error."""
+    proc = start_haproxy(go, dead)
+    try:
+        got = {}
+        for w in HAPROXY_WORKLOADS:
+            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+            conn.request("GET", WORKLOADS[w][1])
+            got[w] = conn.getresponse().status
+            conn.close()
+    finally:
+        stop_haproxy(proc)
+    # HAProxy answers a refused connection with 503
+    want = {"a": 200, "b": 503, "c": 502}
+    if got != want:
+        raise RuntimeError(f"haproxy answered {got}, not {want}: see {OUT / 'haproxy'}")
+    lines = (OUT / "haproxy" / "log").read_text().splitlines()
+    return [line.split("] ", 1)[-1] for line in lines[-3:]]
+
+
+def measure_haproxy(go, dead, rounds, seconds):
+    """req/s of HAProxy on workloads a-c, its rounds between nginx's."""
+    res = {}
+    for w in HAPROXY_WORKLOADS:
+        rps = []
+        for _ in range(rounds):
+            proc = start_haproxy(go, dead)
+            wrk(PORT, WORKLOADS[w][1], 1)  # warm-up
+            rps.append(wrk(PORT, WORKLOADS[w][1], seconds))
+            stop_haproxy(proc)
+        res[w] = statistics.median(rps)
+    return res
+
+
 def measure_wrk(go, dead, rounds, seconds):
     res = {}
     for w, (_, path) in WORKLOADS.items():
@@ -255,9 +354,9 @@ def short(name):
     return name.replace("ngx_http_upstream_cause_module::", "").replace("upstream_cause_core::", "core::")
 
 
-def where(funcs, w, top):
+def where(funcs, w, top, variant="module"):
     """The functions whose cost per request grew most with the module."""
-    m, st = funcs[(w, "module")], funcs[(w, "stock")]
+    m, st = funcs[(w, variant)], funcs[(w, "stock")]
     diff = {}
     for k in set(m) | set(st):
         name = short(k[0]) + (" (ours)" if k[1] else "")
@@ -266,15 +365,26 @@ def where(funcs, w, top):
     return ", ".join(f"`{n}` {c:,.0f}" for n, c in best if c >= 1)
 
 
-def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True):
+def haproxy_version():
+    out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\S+)", out)
+    return f"HAProxy {m.group(1)}" if m else "HAProxy"
+
+
+def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True, haproxy=None):
     ver = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "")
+    # whether the binary is built --with-debug, as `nginx -V` says
+    configure = subprocess.run([str(NGINX), "-V"], capture_output=True, text=True).stderr
+    build += ", `--with-debug`" if "--with-debug" in configure else ", no `--with-debug`"
     cpu = cpu_model()
     lines = [
         f"Measured {datetime.date.today()} on {cpu}, {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}; {ver} ({build}); stock = the same binary without "
         f"`load_module`; module = loaded, with the header, the log line and a zone; without the line = the same "
         f"with `upstream_cause_log off`. callgrind: "
-        f"(I({n2}) - I({n1})) / {n2 - n1} requests on one keepalive client connection; wrk: 1 worker, "
+        f"(I({n2}) - I({n1})) / {n2 - n1} requests on one keepalive client connection, nginx's clock "
+        f"updated once an hour (`timer_resolution 3600s`: how many seconds a run takes under valgrind moves "
+        f"nginx's time formatting by tens of instructions per request); wrk: 1 worker, "
         f"16 connections, {seconds} s, {rounds} interleaved rounds (stock and module).",
         "",
         "| workload | instructions/request stock | module | ratio | module's own functions | without the line | ratio | Rust allocator calls/request | wrk req/s stock | module | median ratio (min-max) |",
@@ -289,10 +399,25 @@ def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True):
             f"| ({w}) {name} | {s[0]:,.0f} | {m[0]:,.0f} | {ratio:.4f} ({(ratio - 1) * 100:+.2f}%) | "
             f"{m[2]:,.0f} ({own:.1f}%) | {q[0]:,.0f} | {qratio:.4f} ({(qratio - 1) * 100:+.2f}%) | {m[1]:.2f} | "
             f"{ws:,.0f} | {wm:,.0f} | {wmed:.3f} ({wmin:.3f}-{wmax:.3f}) |")
+    if haproxy:
+        hp, logs = haproxy
+        lines += ["", f"The peer, in the same run: HAProxy ({haproxy_version()}, one thread, `option httplog` with "
+                  f"`%tsc` and `%[bc_err]` in its log line, `retries 0`, `http-reuse always`; wrk as above, "
+                  f"median of {rounds} rounds):", "",
+                  "| workload | req/s stock nginx | nginx with the module | HAProxy | HAProxy's log says |",
+                  "|---|---|---|---|---|"]
+        for w, log in zip(HAPROXY_WORKLOADS, logs):
+            ws, wm = wr[w][0], wr[w][1]
+            f = log.split()
+            said = f"{f[3]} {f[7]}, bc_err {f[-1]}" if len(f) > 8 else log
+            lines.append(f"| ({w}) {WORKLOADS[w][0]} | {ws:,.0f} | {wm:,.0f} | {hp[w]:,.0f} | `{said}` |")
     if with_where:
         lines += ["", "Where the extra instructions go (callgrind, module minus stock, per request, largest first):", ""]
         for w, (name, _) in WORKLOADS.items():
             lines.append(f"- ({w}) {where(funcs, w, 8)}")
+        lines += ["", "The same without the line (`upstream_cause_log off`):", ""]
+        for w, (name, _) in WORKLOADS.items():
+            lines.append(f"- ({w}) {where(funcs, w, 8, 'noline')}")
     return "\n".join(lines)
 
 
@@ -307,9 +432,11 @@ def main():
     ap.add_argument("--no-wrk", action="store_true", help="callgrind only (no README update)")
     ap.add_argument("--nginx", help="another nginx binary (default: the vendored build under .work/)")
     ap.add_argument("--module", help="the module built for that nginx")
-    ap.add_argument("--build", default="the vendored build, `--with-debug`", help="how to name the build")
+    ap.add_argument("--build", default="the vendored build", help="how to name the build (`nginx -V` tells whether "
+                    "it is --with-debug)")
     ap.add_argument("--no-where", action="store_true",
                     help="leave out the top callgrind entries (a binary without symbols names none)")
+    ap.add_argument("--haproxy", action="store_true", help="also run HAProxy on workloads a-c, for context")
     ap.add_argument("--marker", default="bench", help="README section: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args()
     global NGINX, MODULE, PORT
@@ -330,10 +457,15 @@ def main():
         cg, funcs = measure_callgrind(go_port, dead, args.n1, args.n2)
         wr = ({w: (0, 0, 0, 0, 0) for w in WORKLOADS} if args.no_wrk
               else measure_wrk(go_port, dead, args.rounds, args.seconds))
+        haproxy = None
+        if args.haproxy and not args.no_wrk:
+            logs = check_haproxy(go_port, dead)
+            haproxy = (measure_haproxy(go_port, dead, args.rounds, args.seconds), logs)
     finally:
         go.terminate()
         go.wait(10)
-    text = table(cg, funcs, wr, args.n1, args.n2, args.rounds, args.seconds, args.build, not args.no_where)
+    text = table(cg, funcs, wr, args.n1, args.n2, args.rounds, args.seconds, args.build, not args.no_where,
+                 haproxy)
     print(text)
     if args.readme:
         readme = ROOT / "README.md"

@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
-# The benchmark: builds, installs valgrind and wrk if missing, runs
-# bench/bench.py and writes its table into the README.
+# The benchmark: builds, installs valgrind, wrk and haproxy if missing, runs
+# bench/bench.py and writes its tables into the README.
 #
-#   bash bench/run.sh           the vendored nginx 1.28 (built --with-debug),
-#                               README section "bench"
+#   bash bench/run.sh           the vendored nginx 1.28 built without
+#                               --with-debug (as distro and nginx.org
+#                               packages are; the headline, with HAProxy on
+#                               the same workloads for context), README
+#                               section "bench", then the same built
+#                               --with-debug, section "bench-debug"
 #   bash bench/run.sh --distro  Debian's own /usr/sbin/nginx with the module
 #                               built against its nginx-dev, README section
 #                               "bench-distro"
+#   bash bench/run.sh --all     both of the above
 #
 # Further arguments go to bench.py (e.g. --rounds 5 --seconds 10).
 source "$(dirname "$0")/../scripts/lib.sh"
-need_packages "${BUILD_PACKAGES[@]}" valgrind wrk python3
+need_packages "${BUILD_PACKAGES[@]}" valgrind wrk haproxy python3
 rm -rf "$WORK/bench"
-if [ "${1:-}" = --distro ]; then
-    shift
+what=vendored
+case "${1:-}" in
+    --distro) what=distro; shift ;;
+    --all) what=all; shift ;;
+esac
+if [ "$what" != distro ]; then
+    build_all
+    build_nodebug
+    /usr/bin/python3 "$ROOT/bench/bench.py" --readme --marker bench --haproxy --nginx "$WORK/nodebug/nginx" \
+        --module "$WORK/nodebug/ngx_http_upstream_cause_module.so" --build "the vendored build" "$@"
+    /usr/bin/python3 "$ROOT/bench/bench.py" --readme --marker bench-debug "$@"
+fi
+if [ "$what" != vendored ]; then
     need_distro_nginx
     module=$(build_distro)
     build_go
     /usr/bin/python3 "$ROOT/bench/bench.py" --readme --marker bench-distro --nginx /usr/sbin/nginx \
-        --module "$module" --build "Debian's package, no \`--with-debug\`" --no-where "$@"
-else
-    build_all
-    /usr/bin/python3 "$ROOT/bench/bench.py" --readme "$@"
+        --module "$module" --build "Debian's package" --no-where "$@"
 fi

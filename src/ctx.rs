@@ -146,6 +146,22 @@ impl Cache {
     }
 }
 
+/// How many requests of the worker have a context now (made, their pool
+/// not yet destroyed): while none has, a balancer's `free` after a
+/// success has nothing to look up.
+struct Live(Cell<usize>);
+
+// SAFETY: used only by the worker's one thread (requests, pool cleanups).
+unsafe impl Sync for Live {}
+
+static LIVE: Live = Live(Cell::new(0));
+
+/// Whether any request of the worker has a context.
+#[inline]
+pub fn any() -> bool {
+    LIVE.0.get() != 0
+}
+
 /// Our pool cleanup: returns cached records to the worker's cache; its
 /// address marks the cleanup whose data is a [`Slot`].
 unsafe extern "C" fn cleanup(data: *mut c_void) {
@@ -155,6 +171,7 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
     let Some(slot) = (unsafe { data.cast::<Slot>().as_ref() }) else {
         return;
     };
+    LIVE.0.set(LIVE.0.get().saturating_sub(1));
     let Ok(mut ctx) = slot.cell.try_borrow_mut() else {
         return;
     };
@@ -267,6 +284,7 @@ pub fn get_or_create(req: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
         );
     }
     cln.handler = Some(cleanup);
+    LIVE.0.set(LIVE.0.get() + 1);
     // SAFETY: our slot of the live request's ctx array.
     unsafe { *req.ctx.add(crate::ctx_index()) = cln.data };
     // SAFETY: initialised above; lives in the request pool, as long as the

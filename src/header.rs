@@ -4,7 +4,7 @@
 
 use ngx::ffi::{
     ngx_http_output_header_filter_pt, ngx_http_request_t, ngx_int_t, ngx_list_part_t, ngx_list_push, ngx_str_t,
-    ngx_table_elt_t, NGX_ERROR, NGX_LOG_INFO,
+    ngx_table_elt_t, ngx_uint_t, NGX_ERROR, NGX_LOG_INFO,
 };
 use upstream_cause_core::proxy_status::{is_list, render_member, Member};
 use upstream_cause_core::render::{Counter, FixedBuf};
@@ -24,10 +24,8 @@ pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t 
     if let Some(req) = unsafe { r.as_mut() } {
         // Only a response to a proxied request can carry a cause, or a
         // header of our name from an upstream.
-        if core::ptr::eq(req.main, r) && !req.upstream.is_null() {
-            if let Some(lcf) = LocConf::of(req).filter(|l| l.changes_headers()) {
-                crate::guard((), || annotate(req, lcf));
-            }
+        if !req.upstream.is_null() && core::ptr::eq(req.main, r) {
+            filter(req);
         }
     }
     // SAFETY: NEXT was set once in postconfiguration, before any request.
@@ -38,16 +36,23 @@ pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t 
     }
 }
 
-fn annotate(r: &mut ngx_http_request_t, lcf: &LocConf) {
-    let header = lcf.header().copied();
-    if let Some(name) = header {
+/// A proxied response's headers: ours hidden, the cause's added. (Out of
+/// line: the filter itself stays a few instructions for the responses
+/// that are not proxied.)
+#[inline(never)]
+fn filter(r: &mut ngx_http_request_t) {
+    let Some(lcf) = LocConf::of(r) else { return };
+    let header = lcf.header_hashed();
+    if let Some((name, hash)) = header {
         // a header of our name from the upstream is hidden, always
-        hide(&mut r.headers_out.headers.part, name.as_bytes());
+        hide(&mut r.headers_out.headers.part, name.as_bytes(), hash);
     }
     if !lcf.enabled() || ctx::quiet(r) {
         return;
     }
-    add(r, lcf, header);
+    if header.is_some() || lcf.proxy_status().is_some() {
+        crate::guard((), || add(r, lcf, header.map(|(name, _)| *name)));
+    }
 }
 
 /// Adds the headers of the request's cause, if it has one.
@@ -184,9 +189,13 @@ fn headers(first: &mut ngx_list_part_t) -> impl Iterator<Item = &mut ngx_table_e
     .flatten()
 }
 
-/// Hides any header of our name that came from elsewhere (the upstream).
-/// (Every response passes here: a plain loop over the parts.)
-fn hide(first: &mut ngx_list_part_t, name: &[u8]) {
+/// Hides any header of our name that came from the upstream. Every
+/// proxied response passes here: a plain loop over the parts, and a
+/// header's name is compared only when its hash is the one nginx's
+/// upstream modules give our name (`hash`; their copies of a received
+/// header keep it).
+#[inline]
+fn hide(first: &mut ngx_list_part_t, name: &[u8], hash: ngx_uint_t) {
     let mut part = Some(first);
     while let Some(p) = part {
         if !p.elts.is_null() {
@@ -194,12 +203,21 @@ fn hide(first: &mut ngx_list_part_t, name: &[u8]) {
             // valid elements.
             let elts = unsafe { core::slice::from_raw_parts_mut(p.elts.cast::<ngx_table_elt_t>(), p.nelts) };
             for h in elts {
-                if h.hash != 0 && h.key.len == name.len() && h.key.as_bytes().eq_ignore_ascii_case(name) {
-                    h.hash = 0;
+                if h.hash == hash && h.key.len == name.len() {
+                    hide_named(h, name);
                 }
             }
         }
         // SAFETY: null or the list's next part.
         part = unsafe { p.next.as_mut() };
+    }
+}
+
+/// Hides `h` if its name is `name` (its hash and length are).
+#[cold]
+#[inline(never)]
+fn hide_named(h: &mut ngx_table_elt_t, name: &[u8]) {
+    if h.key.as_bytes().eq_ignore_ascii_case(name) {
+        h.hash = 0;
     }
 }

@@ -150,8 +150,8 @@ impl HttpModule for Module {
             if conf.merge(prev).is_err() {
                 return ngx::core::NGX_CONF_ERROR;
             }
-            if conf.enabled() {
-                wrap::content::wrap_content_handler(cf);
+            if conf.enabled() && tap::tap_location(cf).is_err() {
+                return ngx::core::NGX_CONF_ERROR;
             }
             ngx::core::NGX_CONF_OK
         })
@@ -189,4 +189,5 @@ const _: () = {
     assert!(ctx::CTX_BYTES == 56);
     assert!(ctx::RECORDS_BYTES == 1312);
     assert!(zone::SERIES_BYTES == 272);
+    assert!(tap::LOCATION_BYTES == 112);
 };

@@ -1,9 +1,12 @@
 //! The log phase: a failed request's counters and its one enriched
 //! error-log line, both from the request's summary.
 
-use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_DECLINED};
+use ngx::ffi::{
+    ngx_cached_err_log_time, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_pid, ngx_uint_t, NGX_DECLINED,
+    NGX_LOG_DEBUG, NGX_MAX_ERROR_STR,
+};
 use ngx::http::HttpModuleMainConf;
-use upstream_cause_core::render::{render_log_line, FixedBuf, LogLine};
+use upstream_cause_core::render::{render_log_line, render_log_prefix, FixedBuf, LogLine};
 use upstream_cause_core::{At, Summary};
 
 use crate::conf::LocConf;
@@ -62,26 +65,82 @@ fn write_line(r: &ngx_http_request_t, log: &mut ngx_log_t, level: ngx_uint_t, ct
         At::BeforeAny => b"-",
     };
     let observed = ctx.observed();
-    let mut raw = [0u8; LINE_MAX];
-    let mut out = FixedBuf::new(&mut raw);
-    render_log_line(
-        &mut out,
-        &LogLine {
-            cause: outcome.cause,
-            status: u16::try_from(r.headers_out.status).unwrap_or(0),
-            attempts: s.attempts(),
-            peer,
-            entries: s.entries(),
-            detail: observed.map_or(&[], |o| o.detail(outcome.at)),
-            message: observed.and_then(|o| o.message(outcome.at)),
-        },
-    );
-    // nginx appends " while <action>" before its ", client: ..." suffix;
-    // our line stands alone, so no action while it is written.
-    let action = core::mem::replace(&mut log.action, core::ptr::null_mut());
-    let raw: *mut ngx_log_t = &mut *log;
-    // Our own line: the tap does not record it.
-    // SAFETY: the request's live connection log.
-    crate::tap::suspended(|| unsafe { ngx::log::log_error(level, raw, 0, out.as_bytes()) });
-    log.action = action;
+    // The whole line in one buffer, as ngx_log_error_core makes its own:
+    // nginx's prefix, our text, the log handler's ", client: ..." suffix.
+    // SAFETY: the worker's one thread; nothing this writes with calls
+    // back into write_line (see LineBuf).
+    let raw = unsafe { &mut *LINE.0.get() };
+    let mut len = {
+        let mut out = FixedBuf::new(raw);
+        // SAFETY: nginx's cached time string (a volatile global, read as
+        // nginx reads it), valid in a running nginx.
+        let time = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(ngx_cached_err_log_time)) };
+        // (it points at one of nginx's time strings, which stay)
+        let time = time.as_bytes();
+        // SAFETY: the process's pid, set at start.
+        let pid = i64::from(unsafe { ngx_pid });
+        // (ngx_atomic_uint_t is as wide as the platform's word)
+        #[allow(clippy::unnecessary_cast)]
+        let connection = log.connection as u64;
+        render_log_prefix(&mut out, time, level, pid, log_tid(), connection);
+        out.len()
+    };
+    len += {
+        let end = raw.len().min(len + LINE_MAX);
+        let mut out = FixedBuf::new(&mut raw[len..end]);
+        render_log_line(
+            &mut out,
+            &LogLine {
+                cause: outcome.cause,
+                status: u16::try_from(r.headers_out.status).unwrap_or(0),
+                attempts: s.attempts(),
+                peer,
+                entries: s.entries(),
+                detail: observed.map_or(&[], |o| o.detail(outcome.at)),
+                message: observed.and_then(|o| o.message(outcome.at)),
+            },
+        );
+        out.len()
+    };
+    if let Some(handler) = log.handler.filter(|_| level != NGX_LOG_DEBUG as ngx_uint_t) {
+        // nginx's handler appends " while <action>" before ", client: ...";
+        // our line stands alone, so no action while it is written.
+        let action = core::mem::replace(&mut log.action, core::ptr::null_mut());
+        // Its allocations, if any, may log: not ours to hear.
+        // SAFETY: the log's own handler, called as ngx_log_error_core
+        // calls it, with the room left in the buffer.
+        let at = raw[len..].as_mut_ptr();
+        let end = crate::tap::suspended(|| unsafe { handler(log, at, raw.len() - len) });
+        log.action = action;
+        len = (end as usize).saturating_sub(raw.as_ptr() as usize).min(raw.len());
+    }
+    len = len.min(raw.len() - 1);
+    raw[len] = b'\n';
+    // SAFETY: the request's live connection log and its chain.
+    unsafe { crate::tap::write_line(log, level, &mut raw[..=len]) };
+}
+
+/// The buffer a line is made in: the worker's one (as nginx's is on its
+/// stack, but not zeroed for each line). write_line is its only user, and
+/// nothing it calls while the buffer is borrowed (the log handler, the
+/// writers) calls write_line again.
+struct LineBuf(core::cell::UnsafeCell<[u8; NGX_MAX_ERROR_STR as usize]>);
+
+// SAFETY: used only by the worker's one thread, in write_line.
+unsafe impl Sync for LineBuf {}
+
+static LINE: LineBuf = LineBuf(core::cell::UnsafeCell::new([0; NGX_MAX_ERROR_STR as usize]));
+
+/// The thread id nginx writes after the pid: the thread's, in a build with
+/// threads (`ngx_thread_tid`), else 0.
+fn log_tid() -> i64 {
+    #[cfg(ngx_feature = "threads")]
+    {
+        // SAFETY: gettid has no preconditions.
+        i64::from(unsafe { libc::gettid() })
+    }
+    #[cfg(not(ngx_feature = "threads"))]
+    {
+        0
+    }
 }

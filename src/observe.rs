@@ -50,6 +50,21 @@ fn request_of(pc: &ngx_peer_connection_t) -> Option<(&ngx_http_request_t, &ngx_h
     Some((r, unsafe { &*u }))
 }
 
+/// Whether the client connection of `pc`'s request has failed.
+#[inline]
+pub fn client_error(pc: &ngx_peer_connection_t) -> bool {
+    // SAFETY: pc->log is null or the request's connection log, whose data
+    // is an ngx_http_log_ctx_t (see logged_requests) naming the client
+    // connection (the stream's, for HTTP/2), live while the request is.
+    unsafe {
+        pc.log
+            .as_ref()
+            .and_then(|l| l.data.cast::<ngx_http_log_ctx_t>().as_ref())
+            .and_then(|lctx| lctx.connection.as_ref())
+            .is_some_and(|c| c.error() != 0)
+    }
+}
+
 /// Whether the tap is on `pc`'s log (or there is no log to hear).
 #[inline]
 pub fn tap_armed(pc: &ngx_peer_connection_t) -> bool {
@@ -84,8 +99,11 @@ pub fn get(pc: &ngx_peer_connection_t, busy: bool) {
 }
 
 /// The balancer's `free`, before the inner free runs (as nginx's own order
-/// has it: keepalive takes the connection, round robin counts).
-#[inline]
+/// has it: keepalive takes the connection, round robin counts), when the
+/// attempt failed, a request of the worker has a context or the client
+/// failed (else nothing can have been heard of it).
+#[cold]
+#[inline(never)]
 pub fn free(pc: &ngx_peer_connection_t, failed: bool) {
     let Some((r, u)) = request_of(pc) else { return };
     // SAFETY: r.connection is the live client connection.
@@ -159,6 +177,12 @@ fn snapshot(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_conne
 /// attempt of the request nginx is working on, if it is an upstream
 /// failure and the module is on there.
 pub fn line(log: &ngx_log_t, line: &[u8]) {
+    // A location's log is tapped for all its lines: those of requests
+    // without an upstream are not read.
+    let Some(r) = logged_requests(log).next() else { return };
+    if r.upstream.is_null() || !crate::conf::enabled(r) {
+        return;
+    }
     let action: &[u8] = if log.action.is_null() {
         &[]
     } else {
@@ -166,10 +190,6 @@ pub fn line(log: &ngx_log_t, line: &[u8]) {
         unsafe { CStr::from_ptr(log.action) }.to_bytes()
     };
     let Some(heard) = heard(line, action) else { return };
-    let Some(r) = logged_requests(log).next() else { return };
-    if r.upstream.is_null() || !crate::conf::enabled(r) {
-        return;
-    }
     // None also when the context is held by the code that is logging.
     let Some(mut ctx) = ctx::get_or_create(r) else { return };
     let at: At = ctx::current_attempt(r);

@@ -6,20 +6,27 @@
 //! to `crate::observe::line`, and forwards every line exactly as nginx would
 //! have written it.
 //!
-//! It is armed right before the content handler of a `*_pass` location runs
-//! (so that failures before any balancer call, the resolver's, and attempts
-//! no balancer wrapper sees, `proxy_pass http://$var` to an address, are
-//! heard too) and again in `peer.get`. It is never disarmed: nginx itself
-//! puts the location's writer back on the log at the next location change
-//! (`ngx_set_connection_log`), and until then the tap forwards every line
-//! unchanged. What it replaced (writer, its data, level) is kept in a small
-//! table shared by all requests of the worker, one entry per distinct
-//! triple, so arming costs no allocation.
+//! It costs a request nothing: at configuration time, every location where
+//! the module is on and a `*_pass` set the content handler gets a log of its
+//! own, a copy of the one it had with the tap's writer in front
+//! ([`tap_location`]). nginx copies a location's log onto the connection's
+//! each time a request enters the location (`ngx_set_connection_log`), so
+//! the tap is there before nginx's upstream code runs, whatever it does
+//! first (resolve, pick a peer), and goes when the request moves to another
+//! location. For requests in other locations (a subrequest from a location
+//! without a `*_pass`) `peer.get` arms it on the connection's log
+//! ([`arm`]); what that replaced is kept in a small table shared by all
+//! requests of the worker, one entry per distinct triple (writer, its data,
+//! level), so arming costs no allocation.
+//!
+//! Our own enriched line is written by [`write_line`] down the same chain
+//! of logs, as nginx's `ngx_log_error_core` writes its own.
 
 use core::cell::Cell;
 use core::ffi::c_void;
 
-use ngx::ffi::{ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_LOG_ERR};
+use ngx::ffi::{ngx_conf_t, ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_LOG_DEBUG_CONNECTION, NGX_LOG_ERR};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 
 use crate::wrap::{same_fn, Slots};
 
@@ -31,9 +38,10 @@ struct Saved {
     level: ngx_uint_t,
 }
 
-/// Distinct `Saved` triples (a configuration has a few: one per syslog or
-/// memory target and level; plain files have no writer). Logs point at
-/// their entry with `wdata`.
+/// Distinct `Saved` triples of the logs armed per request (a configuration
+/// has a few: one per syslog or memory target and level; plain files have
+/// no writer). Logs point at their entry with `wdata`, as the locations'
+/// copies point at theirs in the cycle's pool.
 static SAVED: Slots<Saved, 64> = Slots::new();
 
 thread_local! {
@@ -59,6 +67,67 @@ pub fn is_ours(w: ngx_log_writer_pt) -> bool {
     w.map(|f| f as usize) == Some(OUR_WRITER as *const () as usize)
 }
 
+/// Bytes of the cycle's pool a tapped location takes (its log's copy and
+/// what the tap replaced). (Read only by the assertions in lib.rs.)
+#[allow(dead_code)]
+pub const LOCATION_BYTES: usize = core::mem::size_of::<ngx_log_t>() + core::mem::size_of::<Option<Saved>>();
+
+/// The level a tapped log formats lines at: the one configured, or error
+/// if that is higher (crit, alert, emerg), as upstream failures are
+/// logged at error.
+fn tapped_level(level: ngx_uint_t) -> ngx_uint_t {
+    level.max(NGX_LOG_ERR as ngx_uint_t)
+}
+
+/// At merge time of a location where the module is on: if a `*_pass` set
+/// its content handler, gives it a copy of its log with the tap's writer
+/// in front (the original is shared with other locations, and with the
+/// listening sockets, whose lines are no request's). `Err` when the
+/// cycle's pool is out of memory.
+pub fn tap_location(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    // During merge, cf->ctx's loc_conf is the location being merged.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(cf) else {
+        return Ok(());
+    };
+    if clcf.handler.is_none() {
+        return Ok(());
+    }
+    // SAFETY: after the core module's merge, error_log is a live log of
+    // the cycle being configured.
+    let Some(orig) = (unsafe { clcf.error_log.as_ref() }) else {
+        return Ok(());
+    };
+    if is_ours(orig.writer) {
+        return Ok(());
+    }
+    // SAFETY: the cycle's pool, which outlives every request of the cycle.
+    let pool = unsafe { ngx::core::Pool::from_ngx_pool(cf.pool) };
+    let saved = pool
+        .alloc(core::mem::size_of::<Option<Saved>>())
+        .cast::<Option<Saved>>();
+    let log = pool.alloc(core::mem::size_of::<ngx_log_t>()).cast::<ngx_log_t>();
+    if saved.is_null() || log.is_null() {
+        return Err(());
+    }
+    let copy = ngx_log_t {
+        writer: Some(OUR_WRITER),
+        wdata: saved.cast(),
+        log_level: tapped_level(orig.log_level),
+        ..*orig
+    };
+    // SAFETY: fresh, aligned pool memory of the right sizes.
+    unsafe {
+        saved.write(Some(Saved {
+            writer: orig.writer,
+            wdata: orig.wdata,
+            level: orig.log_level,
+        }));
+        log.write(copy);
+    }
+    clcf.error_log = log;
+    Ok(())
+}
+
 /// Puts the tap on `l`, the connection log of an HTTP request, unless it
 /// is there already.
 #[inline]
@@ -79,9 +148,7 @@ pub fn arm(l: &mut ngx_log_t) {
     l.writer = Some(OUR_WRITER);
     l.wdata = SAVED.slot_ptr(i).cast_mut().cast();
     // Lines must be formatted to be seen, even under `error_log ... crit`.
-    if l.log_level < NGX_LOG_ERR as ngx_uint_t {
-        l.log_level = NGX_LOG_ERR as ngx_uint_t;
-    }
+    l.log_level = tapped_level(l.log_level);
 }
 
 unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_char, len: usize) {
@@ -105,7 +172,11 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
         suspended(|| crate::guard((), || crate::observe::line(l, line)));
     }
 
-    if level > tap.level {
+    // nginx calls a log's writer when the line's level passes the log's
+    // (ours may be raised to error) or the connection is a
+    // `debug_connection` one: forward it when the level passes the
+    // original's.
+    if level > tap.level && l.log_level & NGX_LOG_DEBUG_CONNECTION as ngx_uint_t == 0 {
         return;
     }
     match tap.writer {
@@ -117,19 +188,59 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
             // SAFETY: the writer nginx had configured, with its own data.
             unsafe { w(&mut copy, level, buf, len) };
         }
-        None => {
-            // SAFETY: ngx_cached_time is always valid in a running nginx.
-            let now = unsafe { (*ngx::ffi::ngx_cached_time).sec };
-            if now == l.disk_full_time {
-                return;
-            }
-            // SAFETY: file is the log's open file; buf/len are nginx's line.
-            let n = unsafe { libc::write((*l.file).fd, buf.cast(), len) };
-            if n == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSPC) {
-                // SAFETY: the live log nginx called us with; no reference
-                // to it is held across this write.
-                unsafe { (*log).disk_full_time = now };
-            }
-        }
+        // SAFETY: the log nginx called us with.
+        None => unsafe { write_file(log, line) },
     }
+}
+
+/// What nginx does with a line for a log without a writer: skipped for
+/// the second after the disk was found full, else written to the log's
+/// file, noting a full disk.
+///
+/// # Safety
+/// `log` is a live log with an open file; no reference to it is held.
+unsafe fn write_file(log: *mut ngx_log_t, line: &[u8]) {
+    // SAFETY: ngx_cached_time is always valid in a running nginx.
+    let now = unsafe { (*ngx::ffi::ngx_cached_time).sec };
+    // SAFETY: see the function's contract.
+    if now == unsafe { (*log).disk_full_time } {
+        return;
+    }
+    // SAFETY: file is the log's open file; line is the formatted line.
+    let n = unsafe { libc::write((*(*log).file).fd, line.as_ptr().cast(), line.len()) };
+    if n == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSPC) {
+        // SAFETY: see the function's contract.
+        unsafe { (*log).disk_full_time = now };
+    }
+}
+
+/// Writes a formatted line (with its line feed) at `level` down the chain
+/// of logs that starts at `head`, as `ngx_log_error_core` does: each log
+/// whose level passes (every one on a `debug_connection` connection), by
+/// its writer if it has one, else to its file. The tap does not record
+/// it. (nginx's copy to stderr is left out: it happens only before the
+/// configuration is read, never while requests are served.)
+///
+/// # Safety
+/// `head` is a live log whose `next` chain is live.
+pub unsafe fn write_line(head: *mut ngx_log_t, level: ngx_uint_t, line: &mut [u8]) {
+    let mut log = head;
+    // SAFETY: see the function's contract.
+    let debug_connection = unsafe { (*head).log_level } & NGX_LOG_DEBUG_CONNECTION as ngx_uint_t != 0;
+    suspended(|| {
+        // SAFETY: each link of the chain is null or a live log.
+        while let Some(l) = unsafe { log.as_ref() } {
+            if l.log_level < level && !debug_connection {
+                break;
+            }
+            let next = l.next;
+            match l.writer {
+                // SAFETY: the log's writer with the log, as nginx calls it.
+                Some(w) => unsafe { w(log, level, line.as_mut_ptr(), line.len()) },
+                // SAFETY: a live log without a writer has an open file.
+                None => unsafe { write_file(log, line) },
+            }
+            log = next;
+        }
+    });
 }

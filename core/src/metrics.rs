@@ -325,18 +325,7 @@ fn order(a: &Series, b: &Series) -> Ordering {
 }
 
 fn number(out: &mut impl Sink, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put(&buf[i..]);
+    out.put(crate::render::fmt_u64(&mut crate::render::NumBuf::new(), n));
 }
 
 /// The attempts family's HELP and TYPE lines (the module's scrape and the

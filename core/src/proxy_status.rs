@@ -3,7 +3,7 @@
 //! can be kept in front of it.
 
 use crate::cause::Cause;
-use crate::render::{fmt_u64, Sink};
+use crate::render::{fmt_u64, NumBuf, Sink};
 use crate::text::Message;
 
 /// ETIMEDOUT, as nginx's resolver reports a timeout
@@ -73,7 +73,7 @@ pub fn render_member(out: &mut impl Sink, m: &Member<'_>) {
         out.put(b"\"");
     }
     if let (Cause::ViaUpstream, Some(status)) = (m.cause, m.received_status) {
-        let mut num = [0u8; 20];
+        let mut num = NumBuf::new();
         out.put(b";received-status=");
         out.put(fmt_u64(&mut num, u64::from(status)));
     }

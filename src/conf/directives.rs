@@ -142,7 +142,7 @@ extern "C" fn set_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mu
         lcf.header = Some(if value == b"off" {
             Header::Off
         } else if upstream_cause_core::render::is_header_name(value) {
-            Header::Name(args[1])
+            Header::Name(args[1], header_hash(value))
         } else {
             return Err(ConfError::Invalid {
                 value,
@@ -278,4 +278,15 @@ pub fn check_metrics(cf: &ngx_conf_t, mcf: &MainConf) -> Result<(), ()> {
         }
         _ => Ok(()),
     }
+}
+
+/// A header name's hash as nginx's upstream modules compute it for the
+/// headers they receive (`ngx_hash_key_lc`: `h = h * 31 + lowercase byte`,
+/// the same as their parsers' running hash for the bytes a name may have
+/// here: letters, digits, `-` and `_`).
+fn header_hash(name: &[u8]) -> ngx_uint_t {
+    name.iter().fold(0, |h: ngx_uint_t, &b| {
+        h.wrapping_mul(31)
+            .wrapping_add(ngx_uint_t::from(b.to_ascii_lowercase()))
+    })
 }

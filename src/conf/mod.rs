@@ -21,8 +21,10 @@ pub use error::ConfError;
 #[derive(Clone, Copy, Debug)]
 pub enum Header {
     Off,
-    /// The header's name, a configuration argument in the cycle's pool.
-    Name(ngx_str_t),
+    /// The header's name, a configuration argument in the cycle's pool,
+    /// and its hash as nginx's upstream modules compute it for a header
+    /// they received (`ngx_hash_key_lc`).
+    Name(ngx_str_t, ngx_uint_t),
 }
 
 /// `upstream_cause_proxy_status`: the name of nginx's member (an
@@ -75,7 +77,7 @@ impl LocConf {
     /// is off: an upstream's header of that name is still hidden).
     pub fn header(&self) -> Option<&ngx_str_t> {
         match &self.header {
-            Some(Header::Name(name)) => Some(name),
+            Some(Header::Name(name, _)) => Some(name),
             _ => None,
         }
     }
@@ -83,6 +85,14 @@ impl LocConf {
     /// The name of nginx's `Proxy-Status` member, if the field is added.
     pub fn proxy_status(&self) -> Option<&ngx_str_t> {
         self.proxy_status.as_ref().and_then(|p| p.0.as_ref())
+    }
+
+    /// The cause header's name and its hash, if one is configured.
+    pub fn header_hashed(&self) -> Option<(&ngx_str_t, ngx_uint_t)> {
+        match &self.header {
+            Some(Header::Name(name, hash)) => Some((name, *hash)),
+            _ => None,
+        }
     }
 
     /// Whether a response's headers may be changed here: a cause header

@@ -131,7 +131,12 @@ unsafe extern "C" fn free_peer<const I: usize>(pc: *mut ngx_peer_connection_t, d
     // SAFETY: nginx calls free with u->peer, live for the call; the
     // reference ends before the inner free runs.
     if let Some(pcr) = unsafe { pc.as_ref() } {
-        observe::free(pcr, state & NGX_PEER_FAILED as ngx_uint_t != 0);
+        let failed = state & NGX_PEER_FAILED as ngx_uint_t != 0;
+        // The success path ends here: nothing failed, no request of the
+        // worker has a context, the client is still there.
+        if failed || crate::ctx::any() || observe::client_error(pcr) {
+            observe::free(pcr, failed);
+        }
     }
     if let Some((_, Some(inner))) = PEERS.get(I) {
         // SAFETY: the inner balancer's free with its own data.

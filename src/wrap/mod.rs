@@ -1,14 +1,12 @@
 //! Standing in front of nginx's callbacks: the balancers' `peer.init`,
-//! `get` and `free` (`balancer.rs`), and the content handlers of the
-//! locations where the module is on (`content.rs`). This file holds the
-//! tables both use.
+//! `get` and `free` (`balancer.rs`). This file holds the tables they use
+//! (and the log tap's table of what it replaced).
 //!
 //! To wrap a callback without allocating per request (no per-request data
 //! to say what we wrapped), each distinct original gets a slot and a
 //! wrapper function of its own, `wrapper::<I>`, that calls slot `I`'s
 //! original. The distinct originals of a configuration are few (the
-//! balancers: round robin, keepalive, hash, ...; the content handlers of
-//! proxy_pass, fastcgi_pass, ...), so the tables are small; when one is
+//! balancers: round robin, keepalive, hash, ...), so the tables are small; when one is
 //! full the callback is simply left unwrapped.
 //!
 //! A slot, once filled, never changes: a wrapper installed in any request
@@ -18,7 +16,6 @@
 use core::cell::UnsafeCell;
 
 pub mod balancer;
-pub mod content;
 
 /// Slots per table (wrappers are instantiated for each).
 pub const N: usize = 16;

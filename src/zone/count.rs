@@ -39,15 +39,27 @@ fn upstream_label(us: Option<Upstream>, r: &ngx_http_request_t) -> HostPort {
         if us.flags & NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t != 0 || us.port == 0 {
             return HostPort::of(&[us.host.as_bytes()]);
         }
-        let mut port = [0u8; 20];
+        let mut port = upstream_cause_core::render::NumBuf::new();
         return HostPort::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
     }
     // SAFETY: the request's upstream and its resolved part, if any.
     if let Some(res) = unsafe { r.upstream.as_ref().and_then(|u| u.resolved.as_ref()) } {
-        let mut port = [0u8; 20];
+        let mut port = upstream_cause_core::render::NumBuf::new();
         return HostPort::of(&[res.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(res.port))]);
     }
     HostPort::of(&[b"-"])
+}
+
+/// The `upstream` label of `us`, made only if `last` is another group's.
+fn label_of<'a>(
+    last: &'a mut Option<(Option<Upstream>, HostPort)>,
+    us: Option<Upstream>,
+    r: &ngx_http_request_t,
+) -> &'a [u8] {
+    if !matches!(last, Some((u, _)) if *u == us) {
+        *last = Some((us, upstream_label(us, r)));
+    }
+    last.as_ref().map_or(b"-", |(_, l)| l.as_bytes())
 }
 
 /// Counts the request's failed attempts and, if its final status was
@@ -74,13 +86,16 @@ pub fn count(
                 Counted::Overflow { first: true }
             );
         };
+        // The label of the last group named, made again only for another
+        // (a request's attempts and response are usually all one group's).
+        let mut last: Option<(Option<Upstream>, HostPort)> = None;
         for (idx, cause) in summary.failures() {
-            let up = upstream_label(summary.upstream(idx, observed), r);
-            add(&Key::attempt(up.as_bytes(), peer_label(states.get(idx)), cause));
+            let up = label_of(&mut last, summary.upstream(idx, observed), r);
+            add(&Key::attempt(up, peer_label(states.get(idx)), cause));
         }
         if let Some(o) = summary.outcome() {
-            let up = upstream_label(o.upstream, r);
-            add(&Key::response(up.as_bytes(), o.cause, status));
+            let up = label_of(&mut last, o.upstream, r);
+            add(&Key::response(up, o.cause, status));
         }
         t.header = header;
         first_overflow.then(|| String::from_utf8_lossy(zone).into_owned())
