@@ -285,7 +285,8 @@ def start_haproxy(go, dead):
 
 
 def stop_haproxy(proc):
-    proc.terminate()
+    """A soft stop (SIGUSR1): HAProxy finishes what it has, logs included."""
+    proc.send_signal(signal.SIGUSR1)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
@@ -311,7 +312,12 @@ def check_haproxy(go, dead):
     if got != want:
         raise RuntimeError(f"haproxy answered {got}, not {want}: see {OUT / 'haproxy'}")
     lines = (OUT / "haproxy" / "log").read_text().splitlines()
-    return [line.split("] ", 1)[-1] for line in lines[-3:]]
+    # each workload's line (the port probe's, a 400 with no request, aside)
+    logs = []
+    for w in HAPROXY_WORKLOADS:
+        path = f'"GET {WORKLOADS[w][1]} '
+        logs.append(next((line.split("] ", 1)[-1] for line in lines if path in line), "(no line)"))
+    return logs
 
 
 def measure_haproxy(go, dead, rounds, seconds):
@@ -401,9 +407,9 @@ def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True, haprox
             f"{ws:,.0f} | {wm:,.0f} | {wmed:.3f} ({wmin:.3f}-{wmax:.3f}) |")
     if haproxy:
         hp, logs = haproxy
-        lines += ["", f"The peer, in the same run: HAProxy ({haproxy_version()}, one thread, `option httplog` with "
-                  f"`%tsc` and `%[bc_err]` in its log line, `retries 0`, `http-reuse always`; wrk as above, "
-                  f"median of {rounds} rounds):", "",
+        lines += ["", f"The peer, in the same run: {haproxy_version()} (one thread; in its log line `option httplog`'s "
+                  f"fields with `%[bc_err]` appended, so the termination state `%tsc` and the connection's error; "
+                  f"`retries 0`, `http-reuse always`; wrk as above, median of {rounds} rounds):", "",
                   "| workload | req/s stock nginx | nginx with the module | HAProxy | HAProxy's log says |",
                   "|---|---|---|---|---|"]
         for w, log in zip(HAPROXY_WORKLOADS, logs):

@@ -11,7 +11,7 @@
 //! the core only stores it.
 
 use crate::classify::{End, Observation};
-use crate::text::{extract_message, parse_message, Message, MessageKind, Phase};
+use crate::text::{extract_message, parse_message, parse_split, Message, MessageKind, Phase};
 
 /// Attempts recorded per request; later ones render from nginx's own
 /// state only (`-` or `via_upstream`).
@@ -44,8 +44,17 @@ pub struct Heard<'a> {
 /// nginx logs outside those phases.
 pub fn heard<'a>(line: &'a [u8], action: &[u8]) -> Option<Heard<'a>> {
     let text = extract_message(line, Some(action));
-    let message = parse_message(text);
-    let upstream_phase = !matches!(Phase::from_action(action), Phase::Other);
+    let phase = Phase::from_action(action);
+    // With an action, the text ends in the " while ACTION" nginx wrote
+    // after the message: it is split there, the phase known already.
+    const WHILE: &[u8] = b" while ";
+    let message = match text.len().checked_sub(WHILE.len() + action.len()) {
+        Some(cut) if !action.is_empty() && text[cut..].starts_with(WHILE) && text.ends_with(action) => {
+            parse_split(&text[..cut], Some(phase))
+        }
+        _ => parse_message(text),
+    };
+    let upstream_phase = !matches!(phase, Phase::Other);
     let anywhere = matches!(message.kind, MessageKind::ResolveFailed | MessageKind::NoLiveUpstreams);
     (upstream_phase || anywhere).then_some(Heard { message, text })
 }
@@ -217,6 +226,29 @@ mod tests {
 
     fn line(msg: &str) -> Vec<u8> {
         format!("2026/11/25 10:00:00 [error] 1#1: *5 {msg}, client: 127.0.0.1").into_bytes()
+    }
+
+    #[test]
+    fn the_split_at_the_action_reads_as_the_whole_text_does() {
+        let lines: [(&[u8], &[u8]); 6] = [
+            (b"2026/11/25 10:00:00 [error] 1#0: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 1.2.3.4, server: x, request: \"GET / HTTP/1.1\"", b"connecting to upstream"),
+            (b"2026/11/25 10:00:00 [error] 1#0: *5 upstream sent \" while connecting to upstream\" while reading response header from upstream, client: 1.2.3.4", b"reading response header from upstream"),
+            (b"2026/11/25 10:00:00 [error] 1#0: *5 upstream timed out (110: Connection timed out) while reading upstream, client: 1.2.3.4", b"reading upstream"),
+            (b"2026/11/25 10:00:00 [error] 1#0: *5 no live upstreams while connecting to upstream, client: 1.2.3.4", b"connecting to upstream"),
+            (b"2026/11/25 10:00:00 [error] 1#0: *5 recv() failed (104: Connection reset by peer), client: 1.2.3.4", b"reading upstream"),
+            (b"2026/11/25 10:00:00 [error] 1#0: *5 upstream prematurely closed connection while sending to client, client: 1.2.3.4", b"sending to client"),
+        ];
+        for (line, action) in lines {
+            let text = extract_message(line, Some(action));
+            let whole = parse_message(text);
+            match heard(line, action) {
+                Some(h) => {
+                    assert_eq!(h.message, whole, "{}", String::from_utf8_lossy(line));
+                    assert_eq!(h.text, text);
+                }
+                None => assert!(matches!(Phase::from_action(action), Phase::Other)),
+            }
+        }
     }
 
     #[test]

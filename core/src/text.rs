@@ -243,6 +243,12 @@ fn parse_decimal(digits: &[u8]) -> Option<u32> {
 /// prefix and the ", client: ..." suffix).
 pub fn parse_message(text: &[u8]) -> Message {
     let (msg, phase) = split_phase(text);
+    parse_split(msg, phase)
+}
+
+/// [`parse_message`] of a text already split into the message and the
+/// phase its " while ACTION" names.
+pub fn parse_split(msg: &[u8], phase: Option<Phase>) -> Message {
     let kind = message_kind(msg);
     Message {
         kind,
