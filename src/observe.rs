@@ -1,6 +1,7 @@
 //! What the module hears of each attempt, written into the request's
-//! context: the balancer's `get` and `free` (from `wrap/balancer.rs`), and
-//! the error lines nginx logs (from the log tap, `tap.rs`).
+//! context: the balancer's `free` (from `wrap/balancer.rs`), and the error
+//! lines nginx logs (from the log tap, `tap.rs`), among them "no live
+//! upstreams", said when the balancer's `get` had no peer to give.
 //!
 //! Both find the request from a connection log: nginx writes every
 //! upstream line of a request on `r->connection->log`, and the peer
@@ -12,7 +13,7 @@ use core::ptr;
 
 use ngx::ffi::{ngx_http_log_ctx_t, ngx_http_request_t, ngx_http_upstream_t, ngx_log_t, ngx_peer_connection_t};
 use upstream_cause_core::observed::heard;
-use upstream_cause_core::{At, End, Observation};
+use upstream_cause_core::{At, End, MessageKind, Observation};
 
 use crate::ctx::{self, Upstream};
 
@@ -62,39 +63,6 @@ pub fn client_error(pc: &ngx_peer_connection_t) -> bool {
             .and_then(|l| l.data.cast::<ngx_http_log_ctx_t>().as_ref())
             .and_then(|lctx| lctx.connection.as_ref())
             .is_some_and(|c| c.error() != 0)
-    }
-}
-
-/// Whether the tap is on `pc`'s log (or there is no log to hear).
-#[inline]
-pub fn tap_armed(pc: &ngx_peer_connection_t) -> bool {
-    // SAFETY: the peer connection's log is null or live.
-    unsafe { pc.log.as_ref() }.is_none_or(|l| crate::tap::is_ours(l.writer))
-}
-
-/// The balancer gave a peer (`busy`: it had none to give). Arms the tap if
-/// the content handler could not (a location whose handler is not
-/// wrapped); records a balancer with no peer.
-pub fn get(pc: &ngx_peer_connection_t, busy: bool) {
-    let Some((r, u)) = request_of(pc) else { return };
-    // SAFETY: the request's live connection and its log.
-    if let Some(log) = unsafe { (*r.connection).log.as_mut() } {
-        crate::tap::arm(log);
-    }
-    if !busy {
-        return;
-    }
-    let Some(idx) = ctx::state_index(r, u.state) else {
-        return;
-    };
-    // SAFETY: the request's upstream group, live for the cycle.
-    let saturated = unsafe { u.upstream.as_mut() }.is_some_and(crate::saturation::saturated);
-    if let Some(mut ctx) = ctx::get_or_create(r) {
-        let obs = Observation {
-            saturated,
-            ..Default::default()
-        };
-        ctx.end(r, idx, End::NoLivePeer, obs, Upstream::of(u));
     }
 }
 
@@ -190,8 +158,23 @@ pub fn line(log: &ngx_log_t, line: &[u8]) {
         unsafe { CStr::from_ptr(log.action) }.to_bytes()
     };
     let Some(heard) = heard(line, action) else { return };
+    let no_live = heard.message.kind == MessageKind::NoLiveUpstreams;
     // None also when the context is held by the code that is logging.
     let Some(mut ctx) = ctx::get_or_create(r) else { return };
     let at: At = ctx::current_attempt(r);
     ctx.hear(r, at, heard);
+    // nginx logs "no live upstreams" right after the balancer's get found
+    // no peer to give, before it moves on: the group's peers say now
+    // whether they are all down or all busy.
+    if let (true, At::Attempt(idx)) = (no_live, at) {
+        // SAFETY: the request's upstream (checked above), live while it is.
+        let u = unsafe { &*r.upstream };
+        // SAFETY: the request's upstream group, live for the cycle.
+        let saturated = unsafe { u.upstream.as_mut() }.is_some_and(crate::saturation::saturated);
+        let obs = Observation {
+            saturated,
+            ..Default::default()
+        };
+        ctx.end(r, idx, End::NoLivePeer, obs, Upstream::of(u));
+    }
 }

@@ -7,17 +7,14 @@
 //! have written it.
 //!
 //! It costs a request nothing: at configuration time, every location where
-//! the module is on and a `*_pass` set the content handler gets a log of its
-//! own, a copy of the one it had with the tap's writer in front
-//! ([`tap_location`]). nginx copies a location's log onto the connection's
-//! each time a request enters the location (`ngx_set_connection_log`), so
-//! the tap is there before nginx's upstream code runs, whatever it does
-//! first (resolve, pick a peer), and goes when the request moves to another
-//! location. For requests in other locations (a subrequest from a location
-//! without a `*_pass`) `peer.get` arms it on the connection's log
-//! ([`arm`]); what that replaced is kept in a small table shared by all
-//! requests of the worker, one entry per distinct triple (writer, its data,
-//! level), so arming costs no allocation.
+//! the module is on gets a log of its own, a copy of the one it had with
+//! the tap's writer in front ([`tap_location`]). nginx copies a location's
+//! log onto the connection's each time a request enters the location
+//! (`ngx_set_connection_log`), so the tap is there before nginx's upstream
+//! code runs, whatever it does first (resolve, pick a peer), and goes when
+//! the request moves to a location where the module is off. (A subrequest
+//! runs on its main request's connection log: it is heard if the module is
+//! on where the main request is.)
 //!
 //! Our own enriched line is written by [`write_line`] down the same chain
 //! of logs, as nginx's `ngx_log_error_core` writes its own.
@@ -28,21 +25,13 @@ use core::ffi::c_void;
 use ngx::ffi::{ngx_conf_t, ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_LOG_DEBUG_CONNECTION, NGX_LOG_ERR};
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 
-use crate::wrap::{same_fn, Slots};
-
-/// What the tap replaced on a log.
+/// What the tap replaced in a location's log.
 #[derive(Clone, Copy)]
 struct Saved {
     writer: ngx_log_writer_pt,
     wdata: *mut c_void,
     level: ngx_uint_t,
 }
-
-/// Distinct `Saved` triples of the logs armed per request (a configuration
-/// has a few: one per syslog or memory target and level; plain files have
-/// no writer). Logs point at their entry with `wdata`, as the locations'
-/// copies point at theirs in the cycle's pool.
-static SAVED: Slots<Saved, 64> = Slots::new();
 
 thread_local! {
     /// Set while the tap itself (or our own enriched line) is logging, so
@@ -63,7 +52,7 @@ const OUR_WRITER: unsafe extern "C" fn(*mut ngx_log_t, ngx_uint_t, *mut u_char, 
 /// Whether the log's writer is the tap's. Function addresses are compared
 /// as nginx's C does; the crate is one codegen unit, so ours is unique.
 #[inline]
-pub fn is_ours(w: ngx_log_writer_pt) -> bool {
+fn is_ours(w: ngx_log_writer_pt) -> bool {
     w.map(|f| f as usize) == Some(OUR_WRITER as *const () as usize)
 }
 
@@ -79,17 +68,18 @@ fn tapped_level(level: ngx_uint_t) -> ngx_uint_t {
     level.max(NGX_LOG_ERR as ngx_uint_t)
 }
 
-/// At merge time of a location where the module is on: if a `*_pass` set
-/// its content handler, gives it a copy of its log with the tap's writer
-/// in front (the original is shared with other locations, and with the
-/// listening sockets, whose lines are no request's). `Err` when the
-/// cycle's pool is out of memory.
+/// At merge time of a location where the module is on: gives it a copy of
+/// its log with the tap's writer in front. Only locations (they have a
+/// name; `if` and `limit_except` blocks have their location's): the log
+/// of a `server` block (often the one nginx shares with every location)
+/// is also the listening sockets', whose lines are about no request.
+/// `Err` when the cycle's pool is out of memory.
 pub fn tap_location(cf: &mut ngx_conf_t) -> Result<(), ()> {
     // During merge, cf->ctx's loc_conf is the location being merged.
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(cf) else {
         return Ok(());
     };
-    if clcf.handler.is_none() {
+    if clcf.name.len == 0 {
         return Ok(());
     }
     // SAFETY: after the core module's merge, error_log is a live log of
@@ -126,29 +116,6 @@ pub fn tap_location(cf: &mut ngx_conf_t) -> Result<(), ()> {
     }
     clcf.error_log = log;
     Ok(())
-}
-
-/// Puts the tap on `l`, the connection log of an HTTP request, unless it
-/// is there already.
-#[inline]
-pub fn arm(l: &mut ngx_log_t) {
-    if is_ours(l.writer) {
-        return;
-    }
-    let saved = Saved {
-        writer: l.writer,
-        wdata: l.wdata,
-        level: l.log_level,
-    };
-    let same =
-        |a: &Saved, b: &Saved| a.wdata == b.wdata && a.level == b.level && same_fn(a.writer, b.writer, |f| f as usize);
-    let Some(i) = SAVED.find_or_add(saved, same) else {
-        return; // no room: this request is heard through its flags only
-    };
-    l.writer = Some(OUR_WRITER);
-    l.wdata = SAVED.slot_ptr(i).cast_mut().cast();
-    // Lines must be formatted to be seen, even under `error_log ... crit`.
-    l.log_level = tapped_level(l.log_level);
 }
 
 unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_char, len: usize) {

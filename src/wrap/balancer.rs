@@ -2,23 +2,23 @@
 //!
 //! Like the keepalive module: in postconfiguration (after every
 //! `init_upstream` ran) each `uscf->peer.init` is replaced by ours; ours
-//! calls the original, then puts our `get`/`free` in front of the inner
-//! balancer's. Being the outermost wrapper composes with keepalive, hash,
+//! calls the original, then puts our `free` in front of the inner
+//! balancer's. (`get` is not wrapped: when it has no peer to give, nginx
+//! says "no live upstreams" on the request's log, and the tap hears it.) Being the outermost wrapper composes with keepalive, hash,
 //! least_conn and the rest.
 //!
 //! Nothing is allocated per request: `u->peer.data` stays the inner
 //! balancer's (so `notify` and `set_session`/`save_session` need no
-//! wrapping), and which inner `get`/`free` to call is said by the wrapper
-//! itself (one instantiation per distinct pair, see the tables in
-//! `wrap/mod.rs`). What `get` and `free` see is handed to
-//! `crate::observe`.
+//! wrapping), and which inner `free` to call is said by the wrapper
+//! itself (one instantiation per distinct function, see the tables in
+//! `wrap/mod.rs`). What `free` sees is handed to `crate::observe`.
 
 use core::ffi::c_void;
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_event_free_peer_pt, ngx_event_get_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_peer_connection_t, ngx_uint_t, NGX_BUSY, NGX_ERROR, NGX_LOG_WARN,
-    NGX_OK, NGX_PEER_FAILED,
+    ngx_conf_t, ngx_event_free_peer_pt, ngx_http_request_t, ngx_http_upstream_init_peer_pt,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_peer_connection_t, ngx_uint_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK,
+    NGX_PEER_FAILED,
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
@@ -26,16 +26,14 @@ use super::{same_fn, wrap, wrappers, Slots, N};
 use crate::observe;
 
 type InitFn = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t;
-type GetFn = unsafe extern "C" fn(*mut ngx_peer_connection_t, *mut c_void) -> ngx_int_t;
 type FreeFn = unsafe extern "C" fn(*mut ngx_peer_connection_t, *mut c_void, ngx_uint_t);
 
 /// The original `peer.init` functions.
 static INITS: Slots<ngx_http_upstream_init_peer_pt> = Slots::new();
 static INIT_WRAPPERS: [InitFn; N] = wrappers!(init_peer);
 
-/// The inner balancers' `get` and `free`, in pairs.
-static PEERS: Slots<(ngx_event_get_peer_pt, ngx_event_free_peer_pt)> = Slots::new();
-static GET_WRAPPERS: [GetFn; N] = wrappers!(get_peer);
+/// The inner balancers' `free`.
+static PEERS: Slots<ngx_event_free_peer_pt> = Slots::new();
 static FREE_WRAPPERS: [FreeFn; N] = wrappers!(free_peer);
 
 fn init_addr(f: InitFn) -> usize {
@@ -88,43 +86,20 @@ unsafe extern "C" fn init_peer<const I: usize>(
     rc
 }
 
-/// Puts our get/free in front of the ones the original init set.
+/// Puts our free in front of the one the original init set.
 fn install(r: &mut ngx_http_request_t) {
     // SAFETY: the request's upstream, live while the request is.
     let Some(u) = (unsafe { r.upstream.as_mut() }) else {
         return;
     };
     let p = &mut u.peer;
-    let same = |a: &(ngx_event_get_peer_pt, ngx_event_free_peer_pt), b: &(_, _)| {
-        same_fn(a.0, b.0, |f: GetFn| f as usize) && same_fn(a.1, b.1, |f: FreeFn| f as usize)
-    };
-    if p.get.is_none() || p.free.is_none() {
+    if p.free.is_none() {
         return;
     }
     // No slot left: nginx works exactly as without us for this balancer.
-    if let Some(i) = PEERS.find_or_add((p.get, p.free), same) {
-        p.get = Some(GET_WRAPPERS[i]);
+    if let Some(i) = PEERS.find_or_add(p.free, |a, b| same_fn(*a, *b, |f: FreeFn| f as usize)) {
         p.free = Some(FREE_WRAPPERS[i]);
     }
-}
-
-unsafe extern "C" fn get_peer<const I: usize>(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
-    let Some((Some(inner), _)) = PEERS.get(I) else {
-        return NGX_ERROR as ngx_int_t;
-    };
-    // SAFETY: the inner balancer's get with its own data.
-    let rc = unsafe { inner(pc, data) };
-    let busy = rc == NGX_BUSY as ngx_int_t;
-    // SAFETY: nginx calls get with u->peer, live for the call; the
-    // reference ends before we return.
-    if let Some(pc) = unsafe { pc.as_ref() } {
-        // The usual case: a peer was chosen and the tap is on the log
-        // already (the location's content handler armed it).
-        if busy || !observe::tap_armed(pc) {
-            crate::guard((), || observe::get(pc, busy));
-        }
-    }
-    rc
 }
 
 unsafe extern "C" fn free_peer<const I: usize>(pc: *mut ngx_peer_connection_t, data: *mut c_void, state: ngx_uint_t) {
@@ -138,7 +113,7 @@ unsafe extern "C" fn free_peer<const I: usize>(pc: *mut ngx_peer_connection_t, d
             observe::free(pcr, failed);
         }
     }
-    if let Some((_, Some(inner))) = PEERS.get(I) {
+    if let Some(Some(inner)) = PEERS.get(I) {
         // SAFETY: the inner balancer's free with its own data.
         unsafe { inner(pc, data, state) };
     }

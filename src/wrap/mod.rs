@@ -1,13 +1,12 @@
-//! Standing in front of nginx's callbacks: the balancers' `peer.init`,
-//! `get` and `free` (`balancer.rs`). This file holds the tables they use
-//! (and the log tap's table of what it replaced).
+//! Standing in front of nginx's callbacks: the balancers' `peer.init` and
+//! `free` (`balancer.rs`). This file holds the tables they use.
 //!
 //! To wrap a callback without allocating per request (no per-request data
 //! to say what we wrapped), each distinct original gets a slot and a
 //! wrapper function of its own, `wrapper::<I>`, that calls slot `I`'s
 //! original. The distinct originals of a configuration are few (the
-//! balancers: round robin, keepalive, hash, ...), so the tables are small; when one is
-//! full the callback is simply left unwrapped.
+//! balancers: round robin, keepalive, hash, ...), so the tables are small;
+//! when one is full the callback is simply left unwrapped.
 //!
 //! A slot, once filled, never changes: a wrapper installed in any request
 //! or configuration (also one of an older cycle still draining after a
@@ -37,12 +36,6 @@ impl<T: Copy, const CAP: usize> Slots<T, CAP> {
         }
     }
 
-    /// Where slot `i` lives: it stays there, and once filled it never
-    /// changes, so C data may point at it.
-    pub fn slot_ptr(&self, i: usize) -> *const Option<T> {
-        self.items.get().cast::<Option<T>>().wrapping_add(i.min(CAP))
-    }
-
     /// The original in slot `i`.
     #[inline]
     pub fn get(&self, i: usize) -> Option<T> {
@@ -52,7 +45,7 @@ impl<T: Copy, const CAP: usize> Slots<T, CAP> {
 
     /// The slot holding an original that `same` says is `v`, filling a
     /// free slot with `v` if there is none; `None` when the table is full.
-    #[inline]
+    #[inline(always)]
     pub fn find_or_add(&self, v: T, same: impl Fn(&T, &T) -> bool) -> Option<usize> {
         // SAFETY: see the Sync impl: this thread is the only one using it.
         let items = unsafe { &mut *self.items.get() };
