@@ -3,8 +3,8 @@
 # bench/bench.py and writes its tables into the README.
 #
 #   bash bench/run.sh           the vendored nginx 1.28 built without
-#                               --with-debug (as distro and nginx.org
-#                               packages are; the headline, with HAProxy on
+#                               --with-debug (as nginx.org's packages
+#                               build their nginx; the headline, with HAProxy on
 #                               the same workloads for context), README
 #                               section "bench", then the same built
 #                               --with-debug, section "bench-debug"
