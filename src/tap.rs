@@ -56,10 +56,11 @@ fn is_ours(w: ngx_log_writer_pt) -> bool {
     w.map(|f| f as usize) == Some(OUR_WRITER as *const () as usize)
 }
 
-/// Bytes of the cycle's pool a tapped location takes (its log's copy and
-/// what the tap replaced). (Read only by the assertions in lib.rs.)
+/// Bytes of the cycle's pool a tapped location takes besides its log's
+/// copy (an `ngx_log_t`, 80 bytes in nginx 1.28): what the tap replaced.
+/// (Read only by the assertions in lib.rs.)
 #[allow(dead_code)]
-pub const LOCATION_BYTES: usize = core::mem::size_of::<ngx_log_t>() + core::mem::size_of::<Option<Saved>>();
+pub const SAVED_BYTES: usize = core::mem::size_of::<Option<Saved>>();
 
 /// The level a tapped log formats lines at: the one configured, or error
 /// if that is higher (crit, alert, emerg), as upstream failures are
