@@ -41,7 +41,9 @@ pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t 
 /// that are not proxied.)
 #[inline(never)]
 fn filter(r: &mut ngx_http_request_t) {
-    let Some(lcf) = LocConf::of(r) else { return };
+    let Some(lcf) = LocConf::of(r).filter(|l| l.changes_headers()) else {
+        return;
+    };
     let header = lcf.header_hashed();
     if let Some((name, hash)) = header {
         // a header of our name from the upstream is hidden, always
@@ -50,9 +52,7 @@ fn filter(r: &mut ngx_http_request_t) {
     if !lcf.enabled() || ctx::quiet(r) {
         return;
     }
-    if header.is_some() || lcf.proxy_status().is_some() {
-        crate::guard((), || add(r, lcf, header.map(|(name, _)| *name)));
-    }
+    crate::guard((), || add(r, lcf, header.map(|(name, _)| *name)));
 }
 
 /// Adds the headers of the request's cause, if it has one.

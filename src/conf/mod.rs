@@ -73,11 +73,12 @@ impl LocConf {
         self.enabled == Some(true)
     }
 
-    /// The cause header's name, if one is configured (also where the module
-    /// is off: an upstream's header of that name is still hidden).
-    pub fn header(&self) -> Option<&ngx_str_t> {
+    /// The cause header's name and its hash, if one is configured (also
+    /// where the module is off: an upstream's header of that name is
+    /// still hidden).
+    pub fn header_hashed(&self) -> Option<(&ngx_str_t, ngx_uint_t)> {
         match &self.header {
-            Some(Header::Name(name, _)) => Some(name),
+            Some(Header::Name(name, hash)) => Some((name, *hash)),
             _ => None,
         }
     }
@@ -87,18 +88,10 @@ impl LocConf {
         self.proxy_status.as_ref().and_then(|p| p.0.as_ref())
     }
 
-    /// The cause header's name and its hash, if one is configured.
-    pub fn header_hashed(&self) -> Option<(&ngx_str_t, ngx_uint_t)> {
-        match &self.header {
-            Some(Header::Name(name, hash)) => Some((name, *hash)),
-            _ => None,
-        }
-    }
-
     /// Whether a response's headers may be changed here: a cause header
     /// or `Proxy-Status` is configured.
     pub fn changes_headers(&self) -> bool {
-        self.header().is_some() || self.proxy_status().is_some()
+        self.header_hashed().is_some() || self.proxy_status().is_some()
     }
 
     /// The enriched line's level, if it is written.
