@@ -1,20 +1,18 @@
 //! The log tap: the exact text (errno, phase) of each attempt's failure.
 //!
-//! nginx writes every upstream error line of a request on one object,
-//! `r->connection->log` (the peer connection's `c->log` is set to it on each
-//! attempt). The tap puts its own writer on that log, hands each error line
-//! to `crate::observe::line`, and forwards every line exactly as nginx would
-//! have written it.
+//! nginx writes every upstream error line of a request or a session on one
+//! object, its client connection's log (the peer connection's `c->log` is
+//! set to it on each attempt). The tap puts its own writer on that log,
+//! hands each error line to the module's `hear` function, and forwards
+//! every line exactly as nginx would have written it.
 //!
-//! It costs a request nothing: at configuration time, every location where
-//! the module is on gets a log of its own, a copy of the one it had with
-//! the tap's writer in front ([`tap_location`]). nginx copies a location's
-//! log onto the connection's each time a request enters the location
+//! It costs a request nothing: at configuration time, a module gives each
+//! place where it is on (an HTTP location) a log of its own, a copy of the
+//! one it had with the tap's writer in front ([`tap`]). nginx copies that
+//! log onto the connection's each time a request enters the place
 //! (`ngx_set_connection_log`), so the tap is there before nginx's upstream
 //! code runs, whatever it does first (resolve, pick a peer), and goes when
-//! the request moves to a location where the module is off. (A subrequest
-//! runs on its main request's connection log: it is heard if the module is
-//! on where the main request is.)
+//! the request moves to where the module is off.
 //!
 //! Our own enriched line is written by [`write_line`] down the same chain
 //! of logs, as nginx's `ngx_log_error_core` writes its own.
@@ -22,15 +20,19 @@
 use core::cell::Cell;
 use core::ffi::c_void;
 
-use ngx::ffi::{ngx_conf_t, ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_LOG_DEBUG_CONNECTION, NGX_LOG_ERR};
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::core::Pool;
+use ngx::ffi::{ngx_log_t, ngx_log_writer_pt, ngx_uint_t, u_char, NGX_LOG_DEBUG_CONNECTION, NGX_LOG_ERR};
 
-/// What the tap replaced in a location's log.
+/// What a module does with an error line heard on a tapped log.
+pub type Hear = fn(&ngx_log_t, &[u8]);
+
+/// What the tap replaced in a log, and who hears its lines.
 #[derive(Clone, Copy)]
 struct Saved {
     writer: ngx_log_writer_pt,
     wdata: *mut c_void,
     level: ngx_uint_t,
+    hear: Hear,
 }
 
 thread_local! {
@@ -56,12 +58,6 @@ fn is_ours(w: ngx_log_writer_pt) -> bool {
     w.map(|f| f as usize) == Some(OUR_WRITER as *const () as usize)
 }
 
-/// Bytes of the cycle's pool a tapped location takes besides its log's
-/// copy (an `ngx_log_t`, 80 bytes in nginx 1.28): what the tap replaced.
-/// (Read only by the assertions in lib.rs.)
-#[allow(dead_code)]
-pub const SAVED_BYTES: usize = core::mem::size_of::<Option<Saved>>();
-
 /// The level a tapped log formats lines at: the one configured, or error
 /// if that is higher (crit, alert, emerg), as upstream failures are
 /// logged at error.
@@ -69,30 +65,13 @@ fn tapped_level(level: ngx_uint_t) -> ngx_uint_t {
     level.max(NGX_LOG_ERR as ngx_uint_t)
 }
 
-/// At merge time of a location where the module is on: gives it a copy of
-/// its log with the tap's writer in front. Only locations (they have a
-/// name; `if` and `limit_except` blocks have their location's): the log
-/// of a `server` block (often the one nginx shares with every location)
-/// is also the listening sockets', whose lines are about no request.
-/// `Err` when the cycle's pool is out of memory.
-pub fn tap_location(cf: &mut ngx_conf_t) -> Result<(), ()> {
-    // During merge, cf->ctx's loc_conf is the location being merged.
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(cf) else {
-        return Ok(());
-    };
-    if clcf.name.len == 0 {
-        return Ok(());
-    }
-    // SAFETY: after the core module's merge, error_log is a live log of
-    // the cycle being configured.
-    let Some(orig) = (unsafe { clcf.error_log.as_ref() }) else {
-        return Ok(());
-    };
+/// A copy of `orig` with the tap's writer in front, whose error lines
+/// go to `hear`, allocated from `pool` (the cycle's); `None` when `orig`
+/// is tapped already. `Err` when the pool is out of memory.
+pub fn tap(pool: &Pool, orig: &ngx_log_t, hear: Hear) -> Result<Option<*mut ngx_log_t>, ()> {
     if is_ours(orig.writer) {
-        return Ok(());
+        return Ok(None);
     }
-    // SAFETY: the cycle's pool, which outlives every request of the cycle.
-    let pool = unsafe { ngx::core::Pool::from_ngx_pool(cf.pool) };
     let saved = pool
         .alloc(core::mem::size_of::<Option<Saved>>())
         .cast::<Option<Saved>>();
@@ -112,11 +91,11 @@ pub fn tap_location(cf: &mut ngx_conf_t) -> Result<(), ()> {
             writer: orig.writer,
             wdata: orig.wdata,
             level: orig.log_level,
+            hear,
         }));
         log.write(copy);
     }
-    clcf.error_log = log;
-    Ok(())
+    Ok(Some(log))
 }
 
 unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_char, len: usize) {
@@ -137,7 +116,7 @@ unsafe extern "C" fn writer(log: *mut ngx_log_t, level: ngx_uint_t, buf: *mut u_
     };
 
     if level <= NGX_LOG_ERR as ngx_uint_t && !BUSY.with(Cell::get) {
-        suspended(|| crate::guard((), || crate::observe::line(l, line)));
+        suspended(|| crate::guard((), || (tap.hear)(l, line)));
     }
 
     // nginx calls a log's writer when the line's level passes the log's

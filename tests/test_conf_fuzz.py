@@ -81,14 +81,14 @@ FORBIDDEN = ("[alert]", "[crit]", "panicked", "RUST_BACKTRACE", "Segmentation")
 LOC_LEVELS = frozenset({"http", "server", "location"})
 ZONE, METRICS = b"upstream_cause_zone", b"upstream_cause_metrics"
 # name: (contexts it is allowed in, number of arguments)
-SPECS = {
+SHAPES = {
     b"upstream_cause": (LOC_LEVELS, 1),
     b"upstream_cause_header": (LOC_LEVELS, 1),
     b"upstream_cause_log": (LOC_LEVELS, 1),
     ZONE: (frozenset({"http"}), 2),
     METRICS: (frozenset({"location"}), 0),
 }
-NAMES = list(SPECS)
+NAMES = list(SHAPES)
 # every block kind a variant has: sif/lif are `if` in a server/location,
 # lmt is limit_except
 CONTEXTS = ("main", "events", "http", "upstream", "server", "location", "sif", "lif", "lmt")
@@ -260,9 +260,9 @@ def _walk(block, st):
                 st["shm"].add(it.shm)
             continue
         name, where = it.name, [it.line]
-        if name not in SPECS:
+        if name not in SHAPES:
             _fail("unknown", [name], where, "wrong-case name")
-        contexts, nargs = SPECS[name]
+        contexts, nargs = SHAPES[name]
         if block.kind not in contexts:
             _fail("context", [name], where, f"in {block.kind}")
         if it.block_term:
@@ -430,7 +430,7 @@ def ours_in(by, name=None):
 
 
 def allowed_block(rng, by, name):
-    return rng.choice([b for k in sorted(SPECS[name][0]) for b in by[k]])
+    return rng.choice([b for k in sorted(SHAPES[name][0]) for b in by[k]])
 
 
 def add_valid(rng, by, count):
@@ -470,7 +470,7 @@ def plant(rng, by):
         else:
             put(rng, allowed_block(rng, by, name), Stmt(name, bad_args(rng, name)))
     elif fault == "context":
-        wrong = [b for k in CONTEXTS if k not in SPECS[name][0] for b in by[k]]
+        wrong = [b for k in CONTEXTS if k not in SHAPES[name][0] for b in by[k]]
         put(rng, rng.choice(wrong), Stmt(name, valid_args(rng, name)))
     elif fault == "dup":
         block = http if name == ZONE else allowed_block(rng, by, name)

@@ -1,5 +1,5 @@
 """A real PHP-FPM (Debian's `php-fpm` package) behind `fastcgi_pass unix:`:
-the unix-socket failures of SPEC §2, as users see them.
+the unix-socket failures of docs/reference.md's cause codes, as users see them.
 
 Each test starts its own php-fpm in the foreground with its own config in
 pytest's tmp dir: one pool, `pm = static`, one child, a listen backlog of 0.

@@ -1,4 +1,4 @@
-"""Every cause code of SPEC §2, produced by a real nginx for a real reason.
+"""Every cause code of docs/reference.md, produced by a real nginx for a real reason.
 (The seed pair, the fault upstream's header errors and via_upstream have
 their own files: test_seed_pair.py, test_faults.py, test_reporting.py.)"""
 import http.client

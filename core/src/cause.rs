@@ -2,7 +2,7 @@
 
 /// Why an upstream attempt failed, or why nginx answered what it answered.
 ///
-/// The codes are a public contract (SPEC §2): a code never changes meaning
+/// The codes are a public contract (docs/reference.md, "Cause codes"): a code never changes meaning
 /// once released, and new causes are only ever appended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]

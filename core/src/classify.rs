@@ -22,6 +22,12 @@ pub enum End {
 /// Everything the shell observed of one attempt. Flags are snapshots taken
 /// in `peer.free` before the inner balancer runs; `message` is the first
 /// upstream error line nginx logged for the attempt, parsed.
+///
+/// The connection's fields (`connection` to `write_timedout`, `reused`,
+/// `client_error`, `saturated`, `message`) mean the same for any proxied protocol. The
+/// fields marked "HTTP:" are about a request and its response header: only
+/// HTTP's upstream has them, and an observer of another protocol leaves
+/// them at their default (false, 0).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
     pub end: End,
@@ -39,21 +45,21 @@ pub struct Observation {
     pub read_timedout: bool,
     pub write_error: bool,
     pub write_timedout: bool,
-    /// The whole request, body included, was sent (`u->request_body_sent`).
+    /// HTTP: the whole request, body included, was sent (`u->request_body_sent`).
     pub request_sent: bool,
-    /// A complete response header was received (`header_time` set).
+    /// HTTP: a complete response header was received (`header_time` set).
     pub header_received: bool,
-    /// Bytes of response header received so far.
+    /// HTTP: bytes of response header received so far.
     pub header_bytes: u32,
-    /// The header buffer was full (`last == end`).
+    /// HTTP: the header buffer was full (`last == end`).
     pub buffer_full: bool,
     /// The connection came from the keepalive cache.
     pub reused: bool,
-    /// The response header had already been sent to the client.
+    /// HTTP: the response header had already been sent to the client.
     pub header_sent: bool,
     /// The client connection had failed (`r->connection->error`).
     pub client_error: bool,
-    /// The status nginx recorded for this attempt (`u->state->status`), 0 if none.
+    /// HTTP: the status nginx recorded for this attempt (`u->state->status`), 0 if none.
     pub status: u16,
     /// With `End::NoLivePeer`: a live server of the group was at its
     /// `max_conns` limit (see [`crate::peers::saturated`]).
@@ -260,7 +266,7 @@ mod tests {
         }
     }
 
-    /// One test case per row of SPEC §2, built the way nginx presents it.
+    /// One test case per row of the cause table (docs/reference.md), built the way nginx presents it.
     #[test]
     fn every_spec_row() {
         let rows: Vec<(Observation, Cause)> = vec![

@@ -190,7 +190,7 @@ pub struct LogLine<'a> {
 }
 
 /// Renders the enriched line (without nginx's ", client: ..." suffix, which
-/// nginx's log handler appends). Keys in the order of SPEC §3.
+/// nginx's log handler appends). Keys in the documented order (docs/reference.md).
 pub fn render_log_line(out: &mut impl Sink, l: &LogLine<'_>) {
     let mut num = NumBuf::new();
     out.put(b"upstream_cause=");

@@ -165,7 +165,7 @@ def expect_failure(r, status, cause, detail=None, detail_has=None):
     line = r.enriched[0]
     m = re.search(r'upstream_cause=(\S+) status=(\d+) attempts=(\d+) peer=(\S+) causes="([^"]*)" '
                   r'detail="((?:[^"\\]|\\.)*)" hint="([^"]+)", client: ', line)
-    check(m, f"{r.uri}: enriched line not in SPEC form: {line}")
+    check(m, f"{r.uri}: enriched line not in the documented form: {line}")
     check(m.group(1) == cause and m.group(2) == str(status), f"{r.uri}: {line}")
     check(m.group(4) == a["upstream_addr"].split(", ")[-1], f"{r.uri}: peer {m.group(4)} vs {a['upstream_addr']}")
     if cause in HINTS:

@@ -5,7 +5,7 @@ use ngx::ffi::{ngx_http_request_t, ngx_http_variable_t, ngx_int_t, ngx_variable_
 use ngx::ngx_string;
 use upstream_cause_core::render::{render_list, Counter, FixedBuf, Sink};
 
-use crate::ctx;
+use super::ctx;
 
 const CAUSE: usize = 0;
 const LIST: usize = 1;
@@ -66,7 +66,7 @@ fn set_rendered(
 }
 
 fn value(r: &ngx_http_request_t, v: &mut ngx_variable_value_t, which: usize) -> ngx_int_t {
-    if !crate::conf::enabled(r) {
+    if !super::conf::enabled(r) {
         set_static(v, b"");
         return NGX_OK as ngx_int_t;
     }

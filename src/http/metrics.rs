@@ -11,7 +11,7 @@ use ngx::http::{HttpModuleMainConf, Request};
 use upstream_cause_core::metrics::{render_prometheus, Series};
 use upstream_cause_core::render::Sink;
 
-use crate::Module;
+use super::Module;
 
 pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     crate::guard(Status::NGX_ERROR.into(), || {
@@ -33,7 +33,7 @@ fn scrape(req: &mut Request) -> Status {
     let Some(mcf) = Module::main_conf(req.as_ref()) else {
         return Status::NGX_ERROR;
     };
-    let copied = crate::zone::with_table(mcf, |_, t| {
+    let copied = crate::zone::with_table(mcf.zone, |_, t| {
         let used: Vec<Series> = t.slots().iter().filter(|s| s.family().is_some()).copied().collect();
         (used, t.header, t.capacity())
     });

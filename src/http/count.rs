@@ -6,8 +6,8 @@ use upstream_cause_core::metrics::{self, Counted, Key};
 use upstream_cause_core::render::{fmt_u64, FixedBuf, Sink};
 use upstream_cause_core::{Observed, Summary};
 
-use crate::conf::MainConf;
-use crate::ctx::{peer_label, Upstream};
+use super::conf::MainConf;
+use super::ctx::{peer_label, Upstream};
 
 /// A label buffer for a host:port (a host name is at most 253 bytes); the
 /// table shortens what is longer than its labels.
@@ -76,7 +76,7 @@ pub fn count(
         return;
     }
     let status = u16::try_from(r.headers_out.status).unwrap_or(0);
-    let counted = crate::zone::with_table(mcf, |zone, t| {
+    let counted = crate::zone::with_table(mcf.zone, |zone, t| {
         let mut header = t.header;
         let slots = t.slots();
         let mut first_overflow = false;

@@ -11,7 +11,7 @@
 //! balancer's (so `notify` and `set_session`/`save_session` need no
 //! wrapping), and which inner `free` to call is said by the wrapper
 //! itself (one instantiation per distinct function, see the tables in
-//! `wrap/mod.rs`). What `free` sees is handed to `crate::observe`.
+//! `crate::slots`). What `free` sees is handed to `super::observe`.
 
 use core::ffi::c_void;
 
@@ -22,8 +22,8 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
-use super::{same_fn, wrap, wrappers, Slots, N};
-use crate::observe;
+use super::observe;
+use crate::slots::{same_fn, wrap, wrappers, Slots, N};
 
 type InitFn = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_http_upstream_srv_conf_t) -> ngx_int_t;
 type FreeFn = unsafe extern "C" fn(*mut ngx_peer_connection_t, *mut c_void, ngx_uint_t);
@@ -77,7 +77,7 @@ unsafe extern "C" fn init_peer<const I: usize>(
             // SAFETY: nginx calls peer.init with a live request, whose
             // upstream the original init just set up.
             if let Some(r) = unsafe { r.as_mut() } {
-                if crate::conf::enabled(r) {
+                if super::conf::enabled(r) {
                     install(r);
                 }
             }
@@ -109,7 +109,7 @@ unsafe extern "C" fn free_peer<const I: usize>(pc: *mut ngx_peer_connection_t, d
         let failed = state & NGX_PEER_FAILED as ngx_uint_t != 0;
         // The success path ends here: nothing failed, no request of the
         // worker has a context, the client is still there.
-        if failed || crate::ctx::any() || observe::client_error(pcr) {
+        if failed || super::ctx::any() || observe::client_error(pcr) {
             observe::free(pcr, failed);
         }
     }

@@ -3,8 +3,8 @@
 //!
 //! The table's logic and rendering are in `upstream_cause_core::metrics`;
 //! this module places the table in the zone and hands it out under the
-//! slab pool's mutex. Counting is in `count.rs`, the scrape in
-//! `crate::metrics`.
+//! slab pool's mutex. What is counted, and the scrape, are each module's
+//! (HTTP's: `http/count.rs`, `http/metrics.rs`).
 
 use core::alloc::Layout;
 use core::ffi::c_void;
@@ -16,11 +16,7 @@ use ngx::ffi::{ngx_conf_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx
 use ngx::ngx_log_error;
 use upstream_cause_core::metrics::{Header, Series};
 
-use crate::conf::{ConfError, MainConf};
-
-mod count;
-
-pub use count::count;
+use crate::conf::ConfError;
 
 /// Marks a table of this layout (changed layouts start afresh).
 const MAGIC: u64 = 0x7563_7a6f_6e65_0002;
@@ -53,27 +49,31 @@ const _: () = assert!(core::mem::size_of::<Shared>() % core::mem::align_of::<Ser
 /// Bytes of zone per series.
 pub const SERIES_BYTES: usize = core::mem::size_of::<Series>();
 
-/// Registers the zone `upstream_cause_zone` names.
-pub fn add<'a>(cf: &mut ngx_conf_t, name: &'a ngx_str_t, size: usize, mcf: &mut MainConf) -> Result<(), ConfError<'a>> {
+// A table is reused across reloads and binary upgrades when its MAGIC
+// matches: a series of another size (272 bytes) needs another MAGIC.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(SERIES_BYTES == 272 && MAGIC == 0x7563_7a6f_6e65_0002);
+
+/// Registers the zone `upstream_cause_zone` names, for the module `tag`
+/// (its `ngx_module_t`: nginx tells zones apart by name and tag).
+pub fn add<'a>(
+    cf: &mut ngx_conf_t,
+    name: &'a ngx_str_t,
+    size: usize,
+    tag: *mut c_void,
+) -> Result<*mut ngx_shm_zone_t, ConfError<'a>> {
     let mut shm_name = *name;
-    // SAFETY: nginx's cf; the tag is our module, unique per zone owner.
-    let zone = unsafe {
-        ngx_shared_memory_add(
-            cf,
-            &mut shm_name,
-            size,
-            ptr::addr_of_mut!(crate::ngx_http_upstream_cause_module).cast(),
-        )
-    };
+    // SAFETY: nginx's cf; the tag is the module's, unique per zone owner.
+    let zone = unsafe { ngx_shared_memory_add(cf, &mut shm_name, size, tag) };
     // SAFETY: null or the zone nginx registered.
     let z = unsafe { zone.as_mut() }.ok_or(ConfError::Failed)?;
     if !z.data.is_null() {
         return Err(ConfError::DuplicateZone { name: name.as_bytes() });
     }
     z.init = Some(init_zone);
-    z.data = ptr::from_mut(mcf).cast();
-    mcf.zone = zone;
-    Ok(())
+    // (set: the zone is taken)
+    z.data = tag;
+    Ok(zone)
 }
 
 extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
@@ -157,11 +157,11 @@ fn note_size_change(z: &ngx_shm_zone_t) {
     }
 }
 
-/// The running configuration's zone: its name and its table, held under
-/// the slab pool's mutex for as long as `f` runs.
-pub fn with_table<R>(mcf: &MainConf, f: impl FnOnce(&[u8], &mut Shared) -> R) -> Option<R> {
+/// The running configuration's zone (null, or what `add` gave): its name
+/// and its table, held under the slab pool's mutex for as long as `f` runs.
+pub fn with_table<R>(zone: *mut ngx_shm_zone_t, f: impl FnOnce(&[u8], &mut Shared) -> R) -> Option<R> {
     // SAFETY: null or the zone registered by `add`, initialised.
-    let z = unsafe { mcf.zone.as_ref()? };
+    let z = unsafe { zone.as_ref()? };
     // SAFETY: in a worker the zone stays mapped for the process's life.
     let pool = unsafe { SlabPool::from_shm_zone(z)? };
     let shared = NonNull::new(pool.as_ref().data.cast::<Shared>())?;

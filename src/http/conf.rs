@@ -9,13 +9,9 @@ use core::ptr;
 use ngx::ffi::{ngx_http_request_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_ERR};
 use ngx::http::{HttpModuleLocationConf, Merge, MergeConfigError};
 
-use crate::Module;
+use super::Module;
 
-mod directives;
-mod error;
-
-pub use directives::{check_metrics, COMMANDS};
-pub use error::ConfError;
+pub use crate::conf::LogLine;
 
 /// `upstream_cause_header`.
 #[derive(Clone, Copy, Debug)]
@@ -32,24 +28,16 @@ pub enum Header {
 #[derive(Clone, Copy, Debug)]
 pub struct ProxyStatus(pub Option<ngx_str_t>);
 
-/// `upstream_cause_log`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogLine {
-    Off,
-    /// An nginx log level.
-    At(ngx_uint_t),
-}
-
 #[derive(Debug, Default)]
 pub struct LocConf {
     /// `upstream_cause on|off` (default on).
-    enabled: Option<bool>,
+    pub(super) enabled: Option<bool>,
     /// `upstream_cause_header NAME|off` (default off).
-    header: Option<Header>,
+    pub(super) header: Option<Header>,
     /// `upstream_cause_log LEVEL|off` (default error).
-    log: Option<LogLine>,
+    pub(super) log: Option<LogLine>,
     /// `upstream_cause_proxy_status off|on|NAME` (default off).
-    proxy_status: Option<ProxyStatus>,
+    pub(super) proxy_status: Option<ProxyStatus>,
 }
 
 impl Merge for LocConf {

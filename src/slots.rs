@@ -1,5 +1,5 @@
-//! Standing in front of nginx's callbacks: the balancers' `peer.init` and
-//! `free` (`balancer.rs`). This file holds the tables they use.
+//! Standing in front of nginx's callbacks (HTTP's balancers' `peer.init`
+//! and `free`, in `http/wrap.rs`): the tables the wrappers use.
 //!
 //! To wrap a callback without allocating per request (no per-request data
 //! to say what we wrapped), each distinct original gets a slot and a
@@ -13,8 +13,6 @@
 //! reload) always calls the function it was installed for.
 
 use core::cell::UnsafeCell;
-
-pub mod balancer;
 
 /// Slots per table (wrappers are instantiated for each).
 pub const N: usize = 16;

@@ -11,8 +11,8 @@ use upstream_cause_core::render::{Counter, FixedBuf};
 use upstream_cause_core::summary::Outcome;
 use upstream_cause_core::{At, Message};
 
-use crate::conf::LocConf;
-use crate::ctx::{self, Upstream};
+use super::conf::LocConf;
+use super::ctx::{self, Upstream};
 
 pub static mut NEXT: ngx_http_output_header_filter_pt = None;
 

@@ -1,41 +1,22 @@
 //! The directives: the command table and one handler each. A handler
 //! checks its arguments and sets its `Option`; what is wrong is a
-//! [`ConfError`], said by `error.rs`.
+//! [`ConfError`], said by `crate::conf`.
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
 
-use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_pagesize, ngx_parse_size, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_ALERT, NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR,
-    NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
-use super::error::{report, report_at, ConfError};
-use super::{Header, LocConf, LogLine, MainConf, ProxyStatus};
-use crate::Module;
+use super::conf::{Header, LocConf, MainConf, ProxyStatus};
+use super::Module;
+use crate::conf::{arg, command, directive, flag, log_line, report_at, zone_args, ConfError};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
-
-const fn command(
-    name: ngx_str_t,
-    type_: u32,
-    set: extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
-    conf: usize,
-) -> ngx_command_t {
-    ngx_command_t {
-        name,
-        type_: type_ as ngx_uint_t,
-        set: Some(set),
-        conf,
-        offset: 0,
-        post: ptr::null_mut(),
-    }
-}
 
 pub static mut COMMANDS: [ngx_command_t; 7] = [
     command(
@@ -77,57 +58,13 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
     ngx_command_t::empty(),
 ];
 
-/// The arguments after the directive's name.
-type Args<'a> = &'a [ngx_str_t];
-
-/// Argument `i` (1 is the first after the name); empty if there is none.
-fn arg(args: Args<'_>, i: usize) -> &[u8] {
-    args.get(i).map_or(&[], |a| a.as_bytes())
-}
-
-/// Runs a directive's handler on its configuration `C` and its arguments,
-/// and says what is wrong.
-fn directive<C>(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-    handler: impl for<'a> FnOnce(&mut ngx_conf_t, &mut C, Args<'a>) -> Result<(), ConfError<'a>>,
-) -> *mut c_char {
-    crate::guard(NGX_CONF_ERROR, || {
-        // SAFETY: nginx's parser passes its cf, the command being handled,
-        // and our configuration of the command's kind (C, by `conf` above).
-        let (Some(cf), Some(cmd), Some(conf)) = (unsafe { cf.as_mut() }, unsafe { cmd.as_ref() }, unsafe {
-            conf.cast::<C>().as_mut()
-        }) else {
-            return NGX_CONF_ERROR;
-        };
-        // SAFETY: cf->args holds the directive's name and its arguments, in
-        // the configuration's pool for the whole parse.
-        let args = unsafe { (*cf.args).as_slice::<ngx_str_t>() };
-        match handler(cf, conf, args) {
-            Ok(()) => NGX_CONF_OK,
-            Err(e) => report(cf, cmd.name.as_bytes(), e),
-        }
-    })
-}
-
 /// `upstream_cause on|off`.
 extern "C" fn set_enabled(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |_, lcf: &mut LocConf, args| {
         if lcf.enabled.is_some() {
             return Err(ConfError::Duplicate);
         }
-        let value = arg(args, 1);
-        lcf.enabled = Some(if value.eq_ignore_ascii_case(b"on") {
-            true
-        } else if value.eq_ignore_ascii_case(b"off") {
-            false
-        } else {
-            return Err(ConfError::Invalid {
-                value,
-                expected: "\"on\" or \"off\"",
-            });
-        });
+        lcf.enabled = Some(flag(arg(args, 1))?);
         Ok(())
     })
 }
@@ -181,31 +118,13 @@ extern "C" fn set_proxy_status(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, con
     })
 }
 
-const LEVELS: [(&[u8], LogLine); 8] = [
-    (b"off", LogLine::Off),
-    (b"emerg", LogLine::At(NGX_LOG_EMERG as ngx_uint_t)),
-    (b"alert", LogLine::At(NGX_LOG_ALERT as ngx_uint_t)),
-    (b"crit", LogLine::At(NGX_LOG_CRIT as ngx_uint_t)),
-    (b"error", LogLine::At(NGX_LOG_ERR as ngx_uint_t)),
-    (b"warn", LogLine::At(NGX_LOG_WARN as ngx_uint_t)),
-    (b"notice", LogLine::At(NGX_LOG_NOTICE as ngx_uint_t)),
-    (b"info", LogLine::At(NGX_LOG_INFO as ngx_uint_t)),
-];
-
 /// `upstream_cause_log LEVEL|off`.
 extern "C" fn set_log(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |_, lcf: &mut LocConf, args| {
         if lcf.log.is_some() {
             return Err(ConfError::Duplicate);
         }
-        let value = arg(args, 1);
-        let Some((_, level)) = LEVELS.iter().find(|(n, _)| *n == value) else {
-            return Err(ConfError::Invalid {
-                value,
-                expected: "\"off\", \"emerg\", \"alert\", \"crit\", \"error\", \"warn\", \"notice\" or \"info\"",
-            });
-        };
-        lcf.log = Some(*level);
+        lcf.log = Some(log_line(arg(args, 1))?);
         Ok(())
     })
 }
@@ -216,26 +135,14 @@ extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut 
         if !mcf.zone.is_null() {
             return Err(ConfError::Duplicate);
         }
-        let name = &args[1];
-        if name.len == 0 {
-            return Err(ConfError::InvalidZoneName);
-        }
-        let value = arg(args, 2);
-        let mut size_arg = args[2];
-        // SAFETY: a configuration argument, only read.
-        let size = unsafe { ngx_parse_size(&mut size_arg) };
-        let Ok(size) = usize::try_from(size) else {
-            return Err(ConfError::InvalidZoneSize { value });
-        };
-        // SAFETY: set by nginx at startup.
-        let least = 8 * unsafe { ngx_pagesize };
-        if size < least {
-            return Err(ConfError::ZoneTooSmall {
-                value,
-                least_kib: least / 1024,
-            });
-        }
-        crate::zone::add(cf, name, size, mcf)
+        let (name, size) = zone_args(args)?;
+        mcf.zone = crate::zone::add(
+            cf,
+            name,
+            size,
+            ptr::addr_of_mut!(super::ngx_http_upstream_cause_module).cast(),
+        )?;
+        Ok(())
     })
 }
 
@@ -243,7 +150,7 @@ extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut 
 extern "C" fn set_metrics(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |cf, _: &mut LocConf, _| {
         let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or(ConfError::Failed)?;
-        clcf.handler = Some(crate::metrics::handler);
+        clcf.handler = Some(super::metrics::handler);
         let mcf = Module::main_conf_mut(cf).ok_or(ConfError::Failed)?;
         if mcf.metrics_at.is_none() {
             // SAFETY: the file being parsed.
@@ -281,12 +188,10 @@ pub fn check_metrics(cf: &ngx_conf_t, mcf: &MainConf) -> Result<(), ()> {
 }
 
 /// A header name's hash as nginx's upstream modules compute it for the
-/// headers they receive (`ngx_hash_key_lc`: `h = h * 31 + lowercase byte`,
-/// the same as their parsers' running hash for the bytes a name may have
-/// here: letters, digits, `-` and `_`).
+/// headers they receive: nginx's own `ngx_hash_key_lc` (the same as their
+/// parsers' running hash for the bytes a name may have here: letters,
+/// digits, `-` and `_`).
 fn header_hash(name: &[u8]) -> ngx_uint_t {
-    name.iter().fold(0, |h: ngx_uint_t, &b| {
-        h.wrapping_mul(31)
-            .wrapping_add(ngx_uint_t::from(b.to_ascii_lowercase()))
-    })
+    // SAFETY: reads `len` bytes of the name, writes nothing.
+    unsafe { ngx::ffi::ngx_hash_key_lc(name.as_ptr().cast_mut(), name.len()) }
 }

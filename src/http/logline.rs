@@ -9,9 +9,9 @@ use ngx::http::HttpModuleMainConf;
 use upstream_cause_core::render::{render_log_line, render_log_prefix, FixedBuf, LogLine};
 use upstream_cause_core::{At, Summary};
 
-use crate::conf::LocConf;
-use crate::ctx::{self, Ctx, Upstream};
-use crate::Module;
+use super::conf::LocConf;
+use super::ctx::{self, Ctx, Upstream};
+use super::Module;
 
 /// Room for the line before nginx appends ", client: ..." (the whole line
 /// is cut by nginx at NGX_MAX_ERROR_STR, 2048 bytes).
@@ -43,7 +43,7 @@ fn report(r: &ngx_http_request_t, lcf: &LocConf) {
     let summary = ctx.summary(r);
     let states = ctx::states(r);
     if let Some(mcf) = Module::main_conf(r) {
-        crate::zone::count(r, mcf, &summary, ctx.observed(), states);
+        super::count::count(r, mcf, &summary, ctx.observed(), states);
     }
     let Some(level) = lcf.log_level() else { return };
     // SAFETY: r's connection and its log are live during the log phase.

@@ -62,15 +62,6 @@ struct Key {
     status: ngx_uint_t,
 }
 
-/// Bytes of request pool the context takes (with its pool cleanup), once a
-/// failure signal arrives. (Read only by the assertions in lib.rs, which
-/// rustc 1.85's dead-code lint does not count as a use.)
-#[allow(dead_code)]
-pub const CTX_BYTES: usize = core::mem::size_of::<Slot>() + core::mem::size_of::<ngx_pool_cleanup_t>();
-/// Bytes taken once an attempt fails (the records).
-#[allow(dead_code)]
-pub const RECORDS_BYTES: usize = core::mem::size_of::<Records>();
-
 /// Created at the first failure signal of a request (a successful request
 /// has none); what the variables, the header and the log line read is a
 /// [`view`], which also covers requests without one.
@@ -222,7 +213,7 @@ fn cell(req: &ngx_http_request_t) -> Option<&RefCell<Ctx>> {
     let r = ptr::from_ref(req);
     // SAFETY: `r->ctx` has one slot per HTTP module; ours holds our Slot
     // or null.
-    let fast = unsafe { *req.ctx.add(crate::ctx_index()) }.cast::<Slot>();
+    let fast = unsafe { *req.ctx.add(super::ctx_index()) }.cast::<Slot>();
     // SAFETY: a non-null slot was set by us to the Slot in the request
     // pool, which outlives the request reference.
     if let Some(slot) = unsafe { fast.as_ref() } {
@@ -245,7 +236,7 @@ fn cell(req: &ngx_http_request_t) -> Option<&RefCell<Ctx>> {
             let slot = unsafe { &*c.data.cast::<Slot>() };
             if slot.r == r {
                 // SAFETY: caching the pointer back into our r->ctx slot.
-                unsafe { *req.ctx.add(crate::ctx_index()) = c.data };
+                unsafe { *req.ctx.add(super::ctx_index()) = c.data };
                 return Some(&slot.cell);
             }
         }
@@ -286,7 +277,7 @@ pub fn get_or_create(req: &ngx_http_request_t) -> Option<RefMut<'_, Ctx>> {
     cln.handler = Some(cleanup);
     LIVE.0.set(LIVE.0.get() + 1);
     // SAFETY: our slot of the live request's ctx array.
-    unsafe { *req.ctx.add(crate::ctx_index()) = cln.data };
+    unsafe { *req.ctx.add(super::ctx_index()) = cln.data };
     // SAFETY: initialised above; lives in the request pool, as long as the
     // request reference.
     unsafe { &*data }.cell.try_borrow_mut().ok()

@@ -15,7 +15,7 @@ use ngx::ffi::{ngx_http_log_ctx_t, ngx_http_request_t, ngx_http_upstream_t, ngx_
 use upstream_cause_core::observed::heard;
 use upstream_cause_core::{At, End, MessageKind, Observation};
 
-use crate::ctx::{self, Upstream};
+use super::ctx::{self, Upstream};
 
 /// The requests a connection log names: the one nginx is working on
 /// (`current_request`, a subrequest or an HTTP/2 stream's), then the
@@ -148,7 +148,7 @@ pub fn line(log: &ngx_log_t, line: &[u8]) {
     // A location's log is tapped for all its lines: those of requests
     // without an upstream are not read.
     let Some(r) = logged_requests(log).next() else { return };
-    if r.upstream.is_null() || !crate::conf::enabled(r) {
+    if r.upstream.is_null() || !super::conf::enabled(r) {
         return;
     }
     let action: &[u8] = if log.action.is_null() {
@@ -170,7 +170,7 @@ pub fn line(log: &ngx_log_t, line: &[u8]) {
         // SAFETY: the request's upstream (checked above), live while it is.
         let u = unsafe { &*r.upstream };
         // SAFETY: the request's upstream group, live for the cycle.
-        let saturated = unsafe { u.upstream.as_mut() }.is_some_and(crate::saturation::saturated);
+        let saturated = unsafe { u.upstream.as_mut() }.is_some_and(super::saturation::saturated);
         let obs = Observation {
             saturated,
             ..Default::default()
