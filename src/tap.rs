@@ -14,8 +14,8 @@
 //! code runs, whatever it does first (resolve, pick a peer), and goes when
 //! the request moves to where the module is off.
 //!
-//! Our own enriched line is written by [`write_line`] down the same chain
-//! of logs, as nginx's `ngx_log_error_core` writes its own.
+//! A module's own lines about what it heard go through nginx's logger
+//! with the tap [`suspended`], so that they are not heard again.
 
 use core::cell::Cell;
 use core::ffi::c_void;
@@ -159,35 +159,4 @@ unsafe fn write_file(log: *mut ngx_log_t, line: &[u8]) {
         // SAFETY: see the function's contract.
         unsafe { (*log).disk_full_time = now };
     }
-}
-
-/// Writes a formatted line (with its line feed) at `level` down the chain
-/// of logs that starts at `head`, as `ngx_log_error_core` does: each log
-/// whose level passes (every one on a `debug_connection` connection), by
-/// its writer if it has one, else to its file. The tap does not record
-/// it. (nginx's copy to stderr is left out: it happens only before the
-/// configuration is read, never while requests are served.)
-///
-/// # Safety
-/// `head` is a live log whose `next` chain is live.
-pub unsafe fn write_line(head: *mut ngx_log_t, level: ngx_uint_t, line: &mut [u8]) {
-    let mut log = head;
-    // SAFETY: see the function's contract.
-    let debug_connection = unsafe { (*head).log_level } & NGX_LOG_DEBUG_CONNECTION as ngx_uint_t != 0;
-    suspended(|| {
-        // SAFETY: each link of the chain is null or a live log.
-        while let Some(l) = unsafe { log.as_ref() } {
-            if l.log_level < level && !debug_connection {
-                break;
-            }
-            let next = l.next;
-            match l.writer {
-                // SAFETY: the log's writer with the log, as nginx calls it.
-                Some(w) => unsafe { w(log, level, line.as_mut_ptr(), line.len()) },
-                // SAFETY: a live log without a writer has an open file.
-                None => unsafe { write_file(log, line) },
-            }
-            log = next;
-        }
-    });
 }

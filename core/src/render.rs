@@ -218,40 +218,6 @@ pub fn render_log_line(out: &mut impl Sink, l: &LogLine<'_>) {
     out.put(b"\"");
 }
 
-/// nginx's names of its log levels, by level (`err_levels` of ngx_log.c;
-/// 0 is the console's, which has none).
-pub const LEVELS: [&[u8]; 9] = [
-    b"", b"emerg", b"alert", b"crit", b"error", b"warn", b"notice", b"info", b"debug",
-];
-
-/// What nginx's `ngx_log_error_core` writes before a line's message:
-/// `TIME [LEVEL] PID#TID: `, then `*N ` when the log names a connection
-/// (`connection` not 0). `time` is nginx's cached error-log time.
-pub fn render_log_prefix(out: &mut impl Sink, time: &[u8], level: usize, pid: i64, tid: i64, connection: u64) {
-    let mut num = NumBuf::new();
-    out.put(time);
-    out.put(b" [");
-    out.put(LEVELS.get(level).copied().unwrap_or(b""));
-    out.put(b"] ");
-    put_i64(out, &mut num, pid);
-    out.put(b"#");
-    put_i64(out, &mut num, tid);
-    out.put(b": ");
-    if connection != 0 {
-        out.put(b"*");
-        out.put(fmt_u64(&mut num, connection));
-        out.put(b" ");
-    }
-}
-
-/// `v` in decimal, with its sign (as nginx's `%P` prints a pid).
-fn put_i64(out: &mut impl Sink, num: &mut NumBuf, v: i64) {
-    if v < 0 {
-        out.put(b"-");
-    }
-    out.put(fmt_u64(num, v.unsigned_abs()));
-}
-
 /// Room for a number in decimal ([`fmt_u64`]).
 pub type NumBuf = itoa::Buffer;
 
@@ -319,27 +285,6 @@ mod tests {
              detail=\"connect() failed (111: Connection refused) while connecting to upstream\" \
              hint=\"nothing listens on the upstream port: the backend process is down or restarting\""
         );
-    }
-
-    #[test]
-    fn the_prefix_is_nginx_s() {
-        let mut v = Vec::new();
-        render_log_prefix(&mut v, b"2026/12/01 10:00:00", 4, 4242, 4242, 17);
-        assert_eq!(v, b"2026/12/01 10:00:00 [error] 4242#4242: *17 ");
-        // no connection, no threads
-        let mut v = Vec::new();
-        render_log_prefix(&mut v, b"2026/12/01 10:00:00", 2, 7, 0, 0);
-        assert_eq!(v, b"2026/12/01 10:00:00 [alert] 7#0: ");
-        // every level is named as nginx names it, and reads back
-        for level in 1..LEVELS.len() {
-            let mut v = Vec::new();
-            render_log_prefix(&mut v, b"2026/12/01 10:00:00", level, 1, 0, 3);
-            v.extend_from_slice(b"upstream_cause=connect_refused, client: 127.0.0.1");
-            let line = crate::errlog::parse_line(&v).expect("nginx's format");
-            assert_eq!(line.pid, 1);
-            assert_eq!(line.conn, Some(3));
-            assert!(line.message.starts_with(b"upstream_cause="));
-        }
     }
 
     #[test]
