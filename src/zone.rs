@@ -3,8 +3,9 @@
 //!
 //! The table's logic and rendering are in `upstream_cause_core::metrics`;
 //! this module places the table in the zone and hands it out under the
-//! slab pool's mutex. What is counted, and the scrape, are each module's
-//! (HTTP's: `http/count.rs`, `http/metrics.rs`).
+//! slab pool's mutex, and renders the tables for the scrape. What is
+//! counted is each module's (HTTP's: `http/count.rs`), and so is the
+//! location that serves the scrape (`http/metrics.rs`).
 
 use core::alloc::Layout;
 use core::ffi::c_void;
@@ -12,9 +13,10 @@ use core::ptr::{self, NonNull};
 
 use ngx::allocator::Allocator;
 use ngx::core::{SlabPool, Status};
-use ngx::ffi::{ngx_conf_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, NGX_LOG_NOTICE};
+use ngx::ffi::{ngx_conf_t, ngx_int_t, ngx_list_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, NGX_LOG_NOTICE};
 use ngx::ngx_log_error;
-use upstream_cause_core::metrics::{Header, Series};
+use upstream_cause_core::metrics::{render_prometheus, Header, Series};
+use upstream_cause_core::render::Sink;
 
 use crate::conf::ConfError;
 
@@ -132,29 +134,57 @@ fn note_size_change(z: &ngx_shm_zone_t) {
     let Some(old) = (unsafe { ngx::ffi::ngx_cycle.as_ref() }) else {
         return;
     };
-    let mut part = &old.shared_memory.part;
-    loop {
-        let elts = part.elts.cast::<ngx_shm_zone_t>();
-        for i in 0..part.nelts {
-            // SAFETY: i < nelts of the list part.
-            let o = unsafe { &*elts.add(i) };
-            if o.tag == z.tag && o.shm.name.as_bytes() == z.shm.name.as_bytes() && o.shm.size != z.shm.size {
-                ngx_log_error!(
-                    NGX_LOG_NOTICE,
-                    old.log,
-                    "upstream_cause_zone \"{}\" size changed from {} to {}: its counters start from zero",
-                    String::from_utf8_lossy(z.shm.name.as_bytes()),
-                    o.shm.size,
-                    z.shm.size
-                );
-            }
-        }
-        // SAFETY: null or the next list part.
-        match unsafe { part.next.as_ref() } {
-            Some(next) => part = next,
-            None => break,
+    // SAFETY: the running cycle's list of shared zones.
+    for o in unsafe { list_items::<ngx_shm_zone_t>(&old.shared_memory) } {
+        if o.tag == z.tag && o.shm.name.as_bytes() == z.shm.name.as_bytes() && o.shm.size != z.shm.size {
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                old.log,
+                "upstream_cause_zone \"{}\" size changed from {} to {}: its counters start from zero",
+                String::from_utf8_lossy(z.shm.name.as_bytes()),
+                o.shm.size,
+                z.shm.size
+            );
         }
     }
+}
+
+/// The elements of an nginx list (`ngx_list_t`), part after part.
+///
+/// # Safety
+/// `list` is a live list of `T`s that does not change while the items are
+/// borrowed.
+unsafe fn list_items<'a, T: 'a>(list: &'a ngx_list_t) -> impl Iterator<Item = &'a T> {
+    // SAFETY: see the function's contract: each part's next is null or
+    // the list's next part.
+    core::iter::successors(Some(&list.part), |p| unsafe { p.next.as_ref() }).flat_map(|p| {
+        if p.nelts == 0 || p.elts.is_null() {
+            &[]
+        } else {
+            // SAFETY: a part holds nelts elements of the list's type.
+            unsafe { core::slice::from_raw_parts(p.elts.cast::<T>(), p.nelts) }
+        }
+    })
+}
+
+/// The scrape: the counters of the running configuration's zone, in
+/// Prometheus text format; `None` when it has none. nginx keeps every
+/// shared zone in one list; the crate's are those it initialises.
+pub fn render(out: &mut impl Sink) -> Option<()> {
+    // SAFETY: in a worker, ngx_cycle is its live cycle, and its list of
+    // zones does not change while it runs.
+    let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref()? };
+    // SAFETY: as above.
+    let mut ours = unsafe { list_items::<ngx_shm_zone_t>(&cycle.shared_memory) }
+        .filter(|z| z.init.map(|f| f as usize) == Some(init_zone as *const () as usize));
+    // (`upstream_cause_zone` is given once in a configuration)
+    let zone = ours.next()?;
+    let (mut snapshot, header, capacity) = with_table(ptr::from_ref(zone).cast_mut(), |_, t| {
+        let used: Vec<Series> = t.slots().iter().filter(|s| s.family().is_some()).copied().collect();
+        (used, t.header, t.capacity())
+    })?;
+    render_prometheus(out, &mut snapshot, &header, capacity);
+    Some(())
 }
 
 /// The running configuration's zone (null, or what `add` gave): its name

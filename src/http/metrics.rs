@@ -1,5 +1,6 @@
-//! `upstream_cause_metrics`: the counters' scrape, in Prometheus text
-//! format 0.0.4, GET and HEAD only.
+//! `upstream_cause_metrics`: the location that serves the counters'
+//! scrape (rendered by `crate::zone`), in Prometheus text format 0.0.4,
+//! GET and HEAD only.
 
 use core::ptr;
 
@@ -7,11 +8,8 @@ use ngx::core::{Buffer, Status};
 use ngx::ffi::{
     ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_NOT_ALLOWED,
 };
-use ngx::http::{HttpModuleMainConf, Request};
-use upstream_cause_core::metrics::{render_prometheus, Series};
+use ngx::http::Request;
 use upstream_cause_core::render::Sink;
-
-use super::Module;
 
 pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     crate::guard(Status::NGX_ERROR.into(), || {
@@ -30,18 +28,10 @@ fn scrape(req: &mut Request) -> Status {
     if rc != Status::NGX_OK {
         return rc;
     }
-    let Some(mcf) = Module::main_conf(req.as_ref()) else {
+    let mut text = Text(Vec::with_capacity(4096));
+    if crate::zone::render(&mut text).is_none() {
         return Status::NGX_ERROR;
-    };
-    let copied = crate::zone::with_table(mcf.zone, |_, t| {
-        let used: Vec<Series> = t.slots().iter().filter(|s| s.family().is_some()).copied().collect();
-        (used, t.header, t.capacity())
-    });
-    let Some((mut snapshot, header, capacity)) = copied else {
-        return Status::NGX_ERROR;
-    };
-    let mut text = Text(Vec::with_capacity(1024 + snapshot.len() * 160));
-    render_prometheus(&mut text, &mut snapshot, &header, capacity);
+    }
     // Label values are nginx's bytes (group names, addresses, a client's
     // Host under `proxy_pass http://$host`), not always UTF-8 as the
     // format wants: what is not is replaced, not refused.
