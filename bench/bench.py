@@ -13,8 +13,9 @@ succeeds on the second peer.
 - wrk: requests/s, 1 worker, stock and module interleaved, several rounds;
   median ratio and spread.
 
-Writes a markdown table to stdout and, with --readme, between the
-`<!-- bench:start -->` / `<!-- bench:end -->` markers of the README.
+Writes a markdown table to stdout and, with --write, between the
+`<!-- bench:start -->` / `<!-- bench:end -->` markers (--marker names
+others) of docs/performance.md.
 Every loop is bounded; traffic stays on 127.0.0.1.
 """
 import argparse
@@ -429,13 +430,14 @@ def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True, haprox
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--readme", action="store_true", help="write the table into README.md")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
     ap.add_argument("--n1", type=int, default=50)
     ap.add_argument("--n2", type=int, default=250)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
-    ap.add_argument("--only", default="abcd", help="workloads to run, e.g. ab (no README update unless all)")
-    ap.add_argument("--no-wrk", action="store_true", help="callgrind only (no README update)")
+    ap.add_argument("--only", default="abcd",
+                    help="workloads to run, e.g. ab (no docs/performance.md update unless all)")
+    ap.add_argument("--no-wrk", action="store_true", help="callgrind only (no docs/performance.md update)")
     ap.add_argument("--nginx", help="another nginx binary (default: the vendored build under .work/)")
     ap.add_argument("--module", help="the module built for that nginx")
     ap.add_argument("--build", default="the vendored build", help="how to name the build (`nginx -V` tells whether "
@@ -443,7 +445,8 @@ def main():
     ap.add_argument("--no-where", action="store_true",
                     help="leave out the top callgrind entries (a binary without symbols names none)")
     ap.add_argument("--haproxy", action="store_true", help="also run HAProxy on workloads a-c, for context")
-    ap.add_argument("--marker", default="bench", help="README section: <!-- MARKER:start --> ... <!-- MARKER:end -->")
+    ap.add_argument("--marker", default="bench",
+                    help="docs/performance.md section: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args()
     global NGINX, MODULE, PORT
     NGINX = Path(args.nginx).resolve() if args.nginx else NGINX
@@ -453,7 +456,7 @@ def main():
         if w not in args.only:
             del WORKLOADS[w]
     if args.no_wrk or len(WORKLOADS) < 4:
-        args.readme = False
+        args.write = False
     OUT.mkdir(parents=True, exist_ok=True)
     go_port, dead = free_port(), free_port()
     go = subprocess.Popen([str(GO)], env={**os.environ, "LISTEN": f"127.0.0.1:{go_port}"},
@@ -473,15 +476,15 @@ def main():
     text = table(cg, funcs, wr, args.n1, args.n2, args.rounds, args.seconds, args.build, not args.no_where,
                  haproxy)
     print(text)
-    if args.readme:
-        readme = ROOT / "README.md"
-        s = readme.read_text()
+    if args.write:
+        doc = ROOT / "docs/performance.md"
+        s = doc.read_text()
         start, end = f"<!-- {args.marker}:start -->", f"<!-- {args.marker}:end -->"
         if start not in s or end not in s:
-            print(f"README.md has no {start} ... {end} section", file=sys.stderr)
+            print(f"docs/performance.md has no {start} ... {end} section", file=sys.stderr)
             return 1
         s = s[: s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):]
-        readme.write_text(s)
+        doc.write_text(s)
     return 0
 
 

@@ -9,8 +9,9 @@ lines of other modules). Then times, on one core (taskset), the classifier's
 `summary` and `requests` over it against `grep -c upstream` and `wc -l` on
 the same file in the same run (best of N, the file in the page cache), and
 measures peak RSS (GNU time) on the whole file and on a quarter of it.
-Prints a Markdown table and, with --readme, writes it into README.md
-between <!-- bench-cli:start --> and <!-- bench-cli:end -->.
+Prints a Markdown table and, with --write,
+writes it into docs/performance.md between <!-- bench-cli:start --> and
+<!-- bench-cli:end -->.
 """
 import argparse
 import os
@@ -157,7 +158,7 @@ def main():
     ap.add_argument("--size", type=int, default=1 << 30, help="bytes of log to generate")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default=str(ROOT / ".work/bench-cli"))
-    ap.add_argument("--readme", action="store_true")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
     args = ap.parse_args()
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -214,14 +215,14 @@ def main():
     ]
     table = "\n".join(lines)
     print(table)
-    if args.readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
+    if args.write:
+        doc = ROOT / "docs/performance.md"
+        text = doc.read_text()
         new, n = re.subn(r"(<!-- bench-cli:start -->\n).*?(<!-- bench-cli:end -->)",
                          lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
         if n != 1:
-            sys.exit("README.md has no <!-- bench-cli:start --> ... <!-- bench-cli:end --> section")
-        readme.write_text(new)
+            sys.exit("docs/performance.md has no <!-- bench-cli:start --> ... <!-- bench-cli:end --> section")
+        doc.write_text(new)
 
 
 if __name__ == "__main__":

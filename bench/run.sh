@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark: builds, installs valgrind, wrk and haproxy if missing, runs
-# bench/bench.py and writes its tables into the README.
+# bench/bench.py and writes its tables into docs/performance.md.
 #
 #   bash bench/run.sh           the vendored nginx 1.28 built without
 #                               --with-debug (as nginx.org's packages
 #                               build their nginx; the headline, with HAProxy on
-#                               the same workloads for context), README
-#                               section "bench", then the same built
-#                               --with-debug, section "bench-debug"
+#                               the same workloads for context), section
+#                               "bench" of docs/performance.md, then the same
+#                               built --with-debug, section "bench-debug"
 #   bash bench/run.sh --distro  Debian's own /usr/sbin/nginx with the module
-#                               built against its nginx-dev, README section
+#                               built against its nginx-dev, section
 #                               "bench-distro"
 #   bash bench/run.sh --all     both of the above
 #
@@ -25,14 +25,14 @@ esac
 if [ "$what" != distro ]; then
     build_all
     build_nodebug
-    /usr/bin/python3 "$ROOT/bench/bench.py" --readme --marker bench --haproxy --nginx "$WORK/nodebug/nginx" \
+    /usr/bin/python3 "$ROOT/bench/bench.py" --write --marker bench --haproxy --nginx "$WORK/nodebug/nginx" \
         --module "$WORK/nodebug/ngx_http_upstream_cause_module.so" --build "the vendored build" "$@"
-    /usr/bin/python3 "$ROOT/bench/bench.py" --readme --marker bench-debug "$@"
+    /usr/bin/python3 "$ROOT/bench/bench.py" --write --marker bench-debug "$@"
 fi
 if [ "$what" != vendored ]; then
     need_distro_nginx
     module=$(build_distro)
     build_go
-    /usr/bin/python3 "$ROOT/bench/bench.py" --readme --marker bench-distro --nginx /usr/sbin/nginx \
+    /usr/bin/python3 "$ROOT/bench/bench.py" --write --marker bench-distro --nginx /usr/sbin/nginx \
         --module "$module" --build "Debian's package" --no-where "$@"
 fi

@@ -61,15 +61,24 @@ wait_listen "127.0.0.1:$NGINX_PORT"
 
 count() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 
-show() {  # path, what it demonstrates
+# Bold headings only on a terminal, and never with NO_COLOR set.
+if [ -z "${NO_COLOR:-}" ] && [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
+
+show() {  # path, what it demonstrates, [forged: also ask the service itself]
     local path=$1 about=$2 before_access before_error status header
     before_access=$(count "$DEMO/logs/access.json")
     before_error=$(count "$DEMO/logs/error.log")
-    printf '\n\033[1mGET %s\033[0m  (%s)\n' "$path" "$about"
+    printf '\n%sGET %s%s  (%s)\n' "$B" "$path" "$N" "$about"
     read -r status header < <(curl -s -o /dev/null -m 15 \
         -w '%{http_code} %header{x-upstream-cause}\n' "http://127.0.0.1:$NGINX_PORT$path")
     printf '  status:            %s\n' "$status"
-    printf '  X-Upstream-Cause:  %s\n' "${header:-(none)}"
+    if [ "${3:-}" = forged ]; then
+        printf '  the service sent:  X-Upstream-Cause: %s  (asked directly, without nginx)\n' \
+            "$(curl -s -o /dev/null -m 15 -w '%header{x-upstream-cause}' "http://$GO_ADDR$path")"
+        printf '  the client got:    X-Upstream-Cause: %s  (through nginx: the forged value is gone)\n' "${header:-(none)}"
+    else
+        printf '  X-Upstream-Cause:  %s\n' "${header:-(none)}"
+    fi
     for _ in $(seq 100); do
         [ "$(count "$DEMO/logs/access.json")" -gt "$before_access" ] && break
         sleep 0.02
@@ -90,7 +99,7 @@ printf '  the Go service exited: %s\n' "$(grep -m1 '^panic:' "$DEMO/logs/go-serv
 show /ok "the process is gone: nothing listens"
 start_go
 show /ok "restarted: answers again"
-show /bad-gateway "the service's own 502 with a forged X-Upstream-Cause header"
-printf '\n\033[1mGET /metrics\033[0m  (the counters, Prometheus text format)\n'
+show /bad-gateway "the service's own 502 with a forged X-Upstream-Cause header" forged
+printf '\n%sGET /metrics%s  (the counters, Prometheus text format)\n' "$B" "$N"
 curl -s -m 15 "http://127.0.0.1:$NGINX_PORT/metrics" | grep -v '^#' | sed 's/^/  /'
 printf '\nlogs: %s\n' "$DEMO/logs"

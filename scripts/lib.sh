@@ -4,7 +4,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK="$ROOT/.work"
 mkdir -p "$WORK/bin" "$WORK/modules"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Bold only on a terminal, and never with NO_COLOR set (no-color.org).
+if [ -z "${NO_COLOR:-}" ] && [ -t 2 ]; then SAY_ON=$'\033[1m' SAY_OFF=$'\033[0m'; else SAY_ON='' SAY_OFF=''; fi
+say() { printf '%s==> %s%s\n' "$SAY_ON" "$*" "$SAY_OFF" >&2; }
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
@@ -330,7 +332,7 @@ DEB_PACKAGES=(libnginx-mod-http-upstream-cause upstream-cause)
 # What the packages are built from: the module's and the classifier's
 # sources (the workspace's members: cargo reads all of them), their build
 # glue, the packaging and the docs it installs.
-DEB_SOURCES=(Cargo.toml Cargo.lock build.rs config config.make auto core src cli debian README.md docs
+DEB_SOURCES=(Cargo.toml Cargo.lock build.rs config config.make auto core src cli debian README.md CHANGELOG.md docs
     docker/deb/build.sh)
 deb_version() {  # suite
     local v
