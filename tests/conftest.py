@@ -8,6 +8,7 @@ import glob
 import http.client
 import json
 import os
+import random
 import re
 import shlex
 import signal
@@ -85,7 +86,36 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("after_suite") is not None)
 
 
+def _ephemeral_low():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports handed out by free_port in this process: never handed out twice.
+_GIVEN = set()
+_PORTS = random.Random()
+
+
 def free_port():
+    """A loopback port free now, for a server that binds it next. It is taken
+    below the kernel's ephemeral range, which the kernel hands to outgoing
+    connections: between this call and the server's bind(), a connection
+    (the tests', nginx's own to its upstreams, a download beside the
+    tests) could otherwise take it, and the server fail with EADDRINUSE."""
+    low = _ephemeral_low()
+    for _ in range(200 if low > 10000 else 0):
+        port = _PORTS.randrange(10000, low)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

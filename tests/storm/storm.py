@@ -113,6 +113,7 @@ class Storm:
         self.traffic_seconds = 0.0
         self.per_kind = {}
         self.per_outcome = {}
+        self.per_proto = {}
 
     # --- reporting helpers ------------------------------------------------
 
