@@ -125,6 +125,9 @@ build_cli() {
 # configure is run on a copy (objs/ is what the bindings need), then cargo
 # builds without the vendored nginx.
 DISTRO_PACKAGES=(nginx nginx-dev libclang-dev gcc make)
+# lua-nginx-module as the distro packages it (with NDK and lua-resty-core):
+# how ingress-nginx, Kong and APISIX pick peers (balancer_by_lua)
+DISTRO_LUA_PACKAGES=(libnginx-mod-http-lua)
 DISTRO_SRC=/usr/share/nginx/src
 
 # Installs the distro's nginx and nginx-dev if missing, without starting the

@@ -8,7 +8,8 @@
 #   distro              the distro's own /usr/sbin/nginx (Debian's nginx and
 #                       nginx-dev, installed if missing), the module built
 #                       in nginx-dev's tree by nginx's own build
-#                       (--add-dynamic-module); integration tests only
+#                       (--add-dynamic-module), Debian's Lua module beside
+#                       it; integration tests only
 #   nginx-org           nginx 1.28.3 built with nginx.org's packages'
 #                       configure arguments (pkg-oss), the module built
 #                       separately with them through --add-dynamic-module;
@@ -36,6 +37,8 @@ distro)
     need_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     need_python_libs
     need_distro_nginx
+    # lua-nginx-module's balancer_by_lua beside the module (tests/test_lua_balancer.py)
+    need_packages "${DISTRO_LUA_PACKAGES[@]}"
     need_cargo
     say "building the module in nginx-dev's tree (./configure --add-dynamic-module, make modules) for $(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //')"
     MODULE=$(build_distro)

@@ -208,8 +208,11 @@ OTHER_LOGS = []
 class Nginx:
     """One nginx instance (master + 1 worker, foreground) in its own prefix."""
 
-    def __init__(self, prefix: Path, http_body: str, error_level="info", main_extra="", workers=1):
+    def __init__(self, prefix: Path, http_body: str, error_level="info", main_extra="", workers=1,
+                 binary=None, module=None):
         INSTANCES.append(self)
+        # another nginx, or another build of the module (tests/test_build.py)
+        self.binary = binary or NGINX_BIN
         self.error_level = error_level
         self.prefix = prefix
         self.port = free_port()
@@ -222,7 +225,7 @@ class Nginx:
         self.conf = prefix / "nginx.conf"
         body = http_body.replace("@PORT@", str(self.port))
         self.conf.write_text(
-            f"load_module {MODULE};\n"
+            f"load_module {module or MODULE};\n"
             f"daemon off;\nmaster_process on;\nworker_processes {workers};\n"
             # pytest's tmp dirs are private to their owner: workers run as that owner
             + ("user root;\n" if os.geteuid() == 0 else "") +
@@ -243,14 +246,14 @@ class Nginx:
 
     def test_config(self):
         return subprocess.run(
-            [NGINX_BIN, "-t", "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
+            [self.binary, "-t", "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
             capture_output=True, text=True, timeout=30,
         )
 
     def start(self):
         self.stderr = open(self.prefix / "logs/stderr.log", "w")
         self.proc = subprocess.Popen(
-            NGINX_WRAPPER + [NGINX_BIN, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
+            NGINX_WRAPPER + [self.binary, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)],
             stdout=self.stderr, stderr=subprocess.STDOUT,
         )
         wait_port(self.port, timeout=10.0 * WRAPPER_SLOWDOWN, proc=self.proc)

@@ -5,7 +5,10 @@ the nginx-org mode). A module built for another nginx version
 (OTHER_VERSION_MODULE, the distro mode: the vendored 1.28.3 build) is
 refused by nginx with its own message, and so is the module in the same
 version configured without --with-compat (NOCOMPAT_NGINX, the nginx-org
-mode). `make deb` without Docker says what is missing."""
+mode). The module builds in a tree configured with --with-compat alone,
+and works in a full nginx of the same version, as a full tree's module
+works in that minimal nginx. `make deb` without Docker says what is
+missing."""
 import os
 import re
 import shutil
@@ -14,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODULE, NGINX_BIN, NGINX_VERSION, ROOT
+from conftest import (CLOSED_DETAIL, MODULE, NGINX_BIN, NGINX_CONFIGURE, NGINX_VERSION, REFUSED_DETAIL, ROOT,
+                      dead_port)
 
 TREE = os.environ.get("NGINX_SOURCE_TREE")
 OTHER = os.environ.get("OTHER_VERSION_MODULE")
@@ -79,6 +83,39 @@ def test_configure_with_an_absolute_builddir(tree, tmp_path):
     config = (build / "upstream_cause.cargo.toml").read_text()
     assert f'NGINX_BUILD_DIR = {{ value = "{build}", force = true }}' in config
     assert f"{build}/upstream_cause/release/libngx_http_upstream_cause_module.a:" in (build / "Makefile").read_text()
+
+
+@needs_tree
+def test_a_tree_with_compat_alone_builds_it_and_each_build_works_in_the_other_s_nginx(
+        tmp_path_factory, nginx_factory, go_service):
+    """nginx accepts `--with-compat` and nothing else (no SSL, no HTTP/2, no
+    stream, no threads): the module builds there as in a full tree, the
+    minimal tree's module works in the full nginx under test, and the full
+    tree's module (the one under test) in the minimal nginx: the seed pair
+    through each."""
+    src = tmp_path_factory.mktemp("compat-alone") / "nginx"
+    shutil.copytree(TREE, src, ignore=shutil.ignore_patterns("objs"))
+    r = configure(src, "--with-compat")
+    assert r.returncode == 0, r.stdout[-2000:]
+    r = subprocess.run(["make", "-j2"], cwd=src, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    minimal, minimal_module = src / "objs/nginx", src / "objs/ngx_http_upstream_cause_module.so"
+    configured = subprocess.run([minimal, "-V"], capture_output=True, text=True, timeout=10).stderr
+    assert "--with-http_ssl_module" not in configured and "--with-stream" not in configured, configured
+    assert "--with-http_ssl_module" in NGINX_CONFIGURE and "--with-compat" in NGINX_CONFIGURE
+    for binary, module in [(NGINX_BIN, minimal_module), (minimal, MODULE)]:
+        refused = dead_port()
+        n = nginx_factory(f"""
+        upstream_cause_header X-Upstream-Cause;
+        server {{
+            listen 127.0.0.1:@PORT@;
+            location /gone/ {{ proxy_pass http://127.0.0.1:{refused}/; }}
+            location /go/ {{ proxy_pass http://127.0.0.1:{go_service.port}/; }}
+        }}""", binary=str(binary), module=str(module))
+        n.check_failure("/gone/ok", n.get("/gone/ok"), 502, "connect_refused", detail=REFUSED_DETAIL)
+        n.check_failure("/go/ping", n.get("/go/ping"), 502, "upstream_prematurely_closed", detail=CLOSED_DETAIL)
+        ok = n.get("/go/ok")
+        assert ok.status == 200 and ok.header("X-Upstream-Cause") is None, (binary, module)
 
 
 @pytest.mark.skipif(not (ROOT / "scripts/deb.sh").exists(), reason="no checkout scripts here")

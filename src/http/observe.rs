@@ -118,6 +118,9 @@ fn snapshot(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_conne
             o.write_error = wr.error() != 0;
             o.write_timedout = wr.timedout() != 0;
         }
+        // (TLS to an upstream exists only in an nginx built with
+        // http_ssl; without SSL, nginx's connection has no TLS state to read)
+        #[cfg(ngx_feature = "http_ssl")]
         // SAFETY: c.ssl is null or the live SSL connection.
         if let Some(ssl) = unsafe { c.ssl.as_ref() } {
             o.ssl = true;
