@@ -183,7 +183,7 @@ pub fn render(out: &mut impl Sink) -> Option<()> {
         let used: Vec<Series> = t.slots().iter().filter(|s| s.family().is_some()).copied().collect();
         (used, t.header, t.capacity())
     })?;
-    render_prometheus(out, &mut snapshot, &header, capacity);
+    render_prometheus(out, &mut snapshot, &header, capacity, false);
     Some(())
 }
 

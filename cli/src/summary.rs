@@ -408,8 +408,13 @@ fn colour(c: Cause) -> &'static str {
     match c {
         ConnectRefused | ConnectUnreachable | ConnectError | AcceptQueueFull => "31",
         NoLiveUpstreams | MaxConnsReached => "91",
-        ConnectTimeout | SendTimeout | ReadTimeout => "33",
-        UpstreamPrematurelyClosed | UpstreamReset | SendFailed | StreamRefused | ResponseTruncated => "35",
+        ConnectTimeout | SendTimeout | ReadTimeout | IdleTimeout | UdpNoResponse => "33",
+        UpstreamPrematurelyClosed
+        | UpstreamReset
+        | SendFailed
+        | StreamRefused
+        | ResponseTruncated
+        | UpstreamClosedSilent => "35",
         InvalidHeader | HeaderTooBig => "36",
         TlsHandshakeFailed | TlsVerifyFailed => "34",
         ResolveFailed => "32",

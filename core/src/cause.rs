@@ -28,11 +28,16 @@ pub enum Cause {
     AcceptQueueFull,
     StreamRefused,
     MaxConnsReached,
+    // Stream (TCP and UDP) only: what nginx's stream proxy ends as success
+    // or says only at info.
+    UpstreamClosedSilent,
+    IdleTimeout,
+    UdpNoResponse,
 }
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 21] = [
+    pub const ALL: [Cause; 24] = [
         Cause::ConnectRefused,
         Cause::ConnectUnreachable,
         Cause::ConnectError,
@@ -54,6 +59,9 @@ impl Cause {
         Cause::AcceptQueueFull,
         Cause::StreamRefused,
         Cause::MaxConnsReached,
+        Cause::UpstreamClosedSilent,
+        Cause::IdleTimeout,
+        Cause::UdpNoResponse,
     ];
 
     /// The stable snake_case code.
@@ -80,15 +88,20 @@ impl Cause {
             Cause::AcceptQueueFull => "accept_queue_full",
             Cause::StreamRefused => "stream_refused",
             Cause::MaxConnsReached => "max_conns_reached",
+            Cause::UpstreamClosedSilent => "upstream_closed_silent",
+            Cause::IdleTimeout => "idle_timeout",
+            Cause::UdpNoResponse => "udp_no_response",
         }
     }
 
     /// The status nginx typically answers with for this cause; `None` when
     /// it depends on what the upstream sent (`via_upstream`,
-    /// `response_truncated`).
+    /// `response_truncated`). A stream session's status is nginx's own:
+    /// 200 for the two failures its stream proxy ends as a success.
     pub const fn default_status(self) -> Option<u16> {
         match self {
             Cause::ConnectTimeout | Cause::SendTimeout | Cause::ReadTimeout => Some(504),
+            Cause::UpstreamClosedSilent | Cause::IdleTimeout => Some(200),
             Cause::ViaUpstream | Cause::ResponseTruncated => None,
             Cause::ClientClosed => Some(499),
             _ => Some(502),
@@ -165,6 +178,15 @@ impl Cause {
             Cause::MaxConnsReached => {
                 "every live server of the group is at its max_conns limit: the group is saturated, not down; raise max_conns or add servers"
             }
+            Cause::UpstreamClosedSilent => {
+                "the upstream closed the session without a byte after the client's: it crashed or rejected the request (see its log)"
+            }
+            Cause::IdleTimeout => {
+                "no byte either way within proxy_timeout: an idle pooled connection ends so by design, else a stuck peer"
+            }
+            Cause::UdpNoResponse => {
+                "the UDP upstream sent no response within proxy_timeout: it is down, drops the packets, or answers fewer than proxy_responses"
+            }
         }
     }
 
@@ -226,10 +248,10 @@ mod tests {
             );
             assert_eq!(c.to_string(), c.code());
         }
-        assert_eq!(Cause::ALL.len(), 21);
+        assert_eq!(Cause::ALL.len(), 24);
         assert_eq!(Cause::from_code("Connect_Refused"), None);
         assert_eq!(Cause::from_u8(0), None);
-        assert_eq!(Cause::from_u8(22), None);
+        assert_eq!(Cause::from_u8(25), None);
     }
 
     #[test]
@@ -237,6 +259,7 @@ mod tests {
         for c in Cause::ALL {
             let want = match c {
                 Cause::ConnectTimeout | Cause::SendTimeout | Cause::ReadTimeout => Some(504),
+                Cause::UpstreamClosedSilent | Cause::IdleTimeout => Some(200),
                 Cause::ViaUpstream | Cause::ResponseTruncated => None,
                 Cause::ClientClosed => Some(499),
                 _ => Some(502),

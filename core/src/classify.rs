@@ -66,6 +66,29 @@ pub struct Observation {
     pub saturated: bool,
     /// The first upstream error line of the attempt, parsed.
     pub message: Option<Message>,
+    /// Stream: what the session's own counters and ends said when nginx
+    /// ended the attempt; `None` for HTTP.
+    pub session: Option<Session>,
+}
+
+/// Stream: a TCP or UDP session as nginx's stream proxy left it when it
+/// ended the attempt (`peer.free`), where nginx logs no error or only at
+/// `info`. The session's status is not known yet there: nginx sets it
+/// after.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Session {
+    /// A UDP session.
+    pub udp: bool,
+    /// The client had sent bytes (`$bytes_received` > 0).
+    pub client_sent: bool,
+    /// The upstream had sent bytes (`$upstream_bytes_received` > 0).
+    pub upstream_sent: bool,
+    /// The client's side had ended: its read reached EOF or failed, or a
+    /// write to it failed.
+    pub client_ended: bool,
+    /// The worker was shutting down (a reload, a stop): nginx closes
+    /// sessions on its own.
+    pub shutdown: bool,
 }
 
 impl Observation {
@@ -127,6 +150,9 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     }
     if kind == MessageKind::ResolveFailed {
         return Some(Cause::ResolveFailed);
+    }
+    if let Some(s) = o.session {
+        return session_cause(o, &s);
     }
 
     // The upstream's own response was received: it is either a pass-through
@@ -219,6 +245,54 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
     } else {
         Cause::UpstreamPrematurelyClosed
     })
+}
+
+/// Stream: the cause of an attempt of a TCP or UDP session. Before the
+/// session is connected, failures are those of any proxied connection
+/// (connect, TLS); after, nginx's stream proxy ends most of them as a
+/// success (`$status` 200), and only the flags and counters tell.
+fn session_cause(o: &Observation, s: &Session) -> Option<Cause> {
+    let kind = o.kind();
+    let phase = o.phase();
+    if o.end == End::Open {
+        return None;
+    }
+    if !o.connected {
+        // The connect and TLS failures, read as HTTP's (the flags and
+        // the text mean the same there).
+        let before = Observation { session: None, ..*o };
+        return classify_inner(&before).or((o.end == End::Failed).then_some(Cause::ConnectError));
+    }
+    if s.udp {
+        // Reads of a UDP upstream fail only with an ICMP error: a port
+        // unreachable is the refused connect of UDP (nginx ends the
+        // session as `udp done`, 200). nginx marks a missing response
+        // as a read error itself, before "upstream timed out".
+        if kind == MessageKind::TimedOut || (o.read_error && !o.read_eof && kind == MessageKind::Other) {
+            return Some(Cause::UdpNoResponse);
+        }
+        if o.read_error || kind == MessageKind::RecvFailed || kind == MessageKind::ConnectFailed {
+            return Some(connect_cause(o.errno().or(Some(ECONNREFUSED)), false));
+        }
+        return None;
+    }
+    if o.write_error || kind == MessageKind::SendFailed || phase == Some(Phase::ProxySend) {
+        return Some(Cause::SendFailed);
+    }
+    if o.read_error || kind == MessageKind::RecvFailed || phase == Some(Phase::ProxyRead) {
+        return Some(Cause::UpstreamReset);
+    }
+    if o.read_eof {
+        // The upstream closed first. Without a byte of its own, after
+        // the client's: the backend crashed on the request (the TCP
+        // form of `upstream_prematurely_closed`). Else the session ended
+        // as it should.
+        return (!s.upstream_sent && s.client_sent).then_some(Cause::UpstreamClosedSilent);
+    }
+    // Nobody closed, nothing failed, nginx ended it: proxy_timeout
+    // passed with no byte either way ("connection timed out", at info).
+    let ended = s.client_ended || o.client_error || s.shutdown;
+    (o.end == End::Finalized && !ended).then_some(Cause::IdleTimeout)
 }
 
 /// The body broke after the header: only nginx's own text says so, since a
@@ -432,6 +506,16 @@ mod tests {
             (
                 Observation { end: End::Finalized, connected: true, message: msg("client prematurely closed connection while reading upstream"), ..Default::default() },
                 Cause::ClientClosed,
+            ),
+            // stream's own (the rest of stream's rows: `stream_sessions`)
+            (
+                Observation { read_eof: true, ..session(End::Finalized, true, TCP_SENT, None) },
+                Cause::UpstreamClosedSilent,
+            ),
+            (session(End::Finalized, true, TCP_SENT, None), Cause::IdleTimeout),
+            (
+                Observation { read_error: true, ..session(End::Failed, true, Session { udp: true, ..TCP_SENT }, Some("upstream timed out (110: Connection timed out) while proxying connection")) },
+                Cause::UdpNoResponse,
             ),
         ];
         let mut seen = std::collections::BTreeSet::new();
@@ -671,6 +755,133 @@ mod tests {
             ..busy
         };
         assert_eq!(classify(&heard), Some(Cause::MaxConnsReached));
+    }
+
+    /// A stream session's attempt as nginx's stream proxy leaves it in
+    /// `peer.free`, with the line nginx logged (as the tap hears it).
+    fn session(end: End, connected: bool, s: Session, line: Option<&str>) -> Observation {
+        Observation {
+            end,
+            connection: true,
+            connected,
+            message: line.and_then(msg),
+            session: Some(s),
+            ..Default::default()
+        }
+    }
+
+    const TCP_SENT: Session = Session {
+        udp: false,
+        client_sent: true,
+        upstream_sent: false,
+        client_ended: false,
+        shutdown: false,
+    };
+
+    /// Every row of what nginx's stream proxy does with a failing backend,
+    /// and the success paths around them.
+    #[test]
+    fn stream_sessions() {
+        let udp = Session { udp: true, ..TCP_SENT };
+        let rows: Vec<(Observation, Option<Cause>)> = vec![
+            // nothing listens: refused connect, 502
+            (
+                session(End::Failed, false, TCP_SENT, Some("connect() failed (111: Connection refused) while connecting to upstream")),
+                Some(Cause::ConnectRefused),
+            ),
+            (
+                Observation { write_timedout: true, ..session(End::Failed, false, TCP_SENT, Some("upstream timed out (110: Connection timed out) while connecting to upstream")) },
+                Some(Cause::ConnectTimeout),
+            ),
+            (
+                session(End::Failed, false, TCP_SENT, Some("SSL_do_handshake() failed (SSL: error:0A00010B:SSL routines::wrong version number) while SSL handshaking to upstream")),
+                Some(Cause::TlsHandshakeFailed),
+            ),
+            (
+                session(End::Failed, false, TCP_SENT, Some("upstream SSL certificate verify error: (18:self-signed certificate) while SSL handshaking to upstream")),
+                Some(Cause::TlsVerifyFailed),
+            ),
+            // read the client's bytes, closed without one: 200, info only
+            (
+                Observation { read_eof: true, ..session(End::Finalized, true, TCP_SENT, None) },
+                Some(Cause::UpstreamClosedSilent),
+            ),
+            // ... having answered: the session ended as it should
+            (
+                Observation { read_eof: true, ..session(End::Finalized, true, Session { upstream_sent: true, ..TCP_SENT }, None) },
+                None,
+            ),
+            // ... before the client said anything (a server-speaks-first
+            // protocol's backend that closes at once is not told apart)
+            (
+                Observation { read_eof: true, ..session(End::Finalized, true, Session { client_sent: false, ..TCP_SENT }, None) },
+                None,
+            ),
+            // read, then reset: 200, an error line
+            (
+                Observation { read_eof: true, read_error: true, ..session(End::Finalized, true, TCP_SENT, Some("recv() failed (104: Connection reset by peer) while proxying and reading from upstream")) },
+                Some(Cause::UpstreamReset),
+            ),
+            (
+                Observation { write_error: true, ..session(End::Finalized, true, TCP_SENT, Some("send() failed (32: Broken pipe) while proxying and sending to upstream")) },
+                Some(Cause::SendFailed),
+            ),
+            // read, then silence: proxy_timeout, 200, info only
+            (session(End::Finalized, true, TCP_SENT, None), Some(Cause::IdleTimeout)),
+            (session(End::Finalized, true, Session { client_sent: false, ..TCP_SENT }, None), Some(Cause::IdleTimeout)),
+            // the client closed first, or left broken, or the worker exits
+            (session(End::Finalized, true, Session { client_ended: true, ..TCP_SENT }, None), None),
+            (Observation { client_error: true, ..session(End::Finalized, true, TCP_SENT, None) }, None),
+            (session(End::Finalized, true, Session { shutdown: true, ..TCP_SENT }, None), None),
+            // two dead peers with max_fails=1, second session
+            (
+                Observation { end: End::NoLivePeer, session: Some(TCP_SENT), message: msg("no live upstreams while connecting to upstream"), ..Default::default() },
+                Some(Cause::NoLiveUpstreams),
+            ),
+            (
+                Observation { end: End::NoLivePeer, saturated: true, session: Some(TCP_SENT), ..Default::default() },
+                Some(Cause::MaxConnsReached),
+            ),
+            (
+                Observation { end: End::Open, session: Some(TCP_SENT), message: msg("db.test could not be resolved (3: Host not found)"), ..Default::default() },
+                Some(Cause::ResolveFailed),
+            ),
+            // UDP to a closed port: ICMP, `udp done`, 200
+            (
+                Observation { read_eof: true, read_error: true, ..session(End::Failed, true, udp, Some("recv() failed (111: Connection refused) while proxying and reading from upstream")) },
+                Some(Cause::ConnectRefused),
+            ),
+            (Observation { read_eof: true, read_error: true, ..session(End::Failed, true, udp, None) }, Some(Cause::ConnectRefused)),
+            // UDP to a silent server with proxy_responses: 502
+            (
+                Observation { read_error: true, ..session(End::Failed, true, udp, Some("upstream timed out (110: Connection timed out) while proxying connection")) },
+                Some(Cause::UdpNoResponse),
+            ),
+            (Observation { read_error: true, ..session(End::Failed, true, udp, None) }, Some(Cause::UdpNoResponse)),
+            // UDP answered, or ended by its timeout with what it expected
+            (session(End::Finalized, true, Session { upstream_sent: true, ..udp }, None), None),
+            (session(End::Finalized, true, udp, None), None),
+            // still open
+            (session(End::Open, true, TCP_SENT, None), None),
+        ];
+        for (i, (o, want)) in rows.iter().enumerate() {
+            assert_eq!(classify(o), *want, "row {i}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn stream_actions_are_phases() {
+        assert_eq!(
+            Phase::from_action(b"proxying and reading from upstream"),
+            Phase::ProxyRead
+        );
+        assert_eq!(
+            Phase::from_action(b"proxying and sending to upstream"),
+            Phase::ProxySend
+        );
+        assert_eq!(Phase::from_action(b"proxying connection"), Phase::Proxying);
+        assert_eq!(Phase::from_action(b"proxying and reading from client"), Phase::Other);
+        assert_eq!(Phase::from_action(b"proxying and sending to client"), Phase::Other);
     }
 
     #[test]

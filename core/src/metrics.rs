@@ -34,6 +34,12 @@ pub enum Family {
     Attempts = 1,
     /// `nginx_upstream_cause_responses_total{upstream,cause,status}`.
     Responses = 2,
+    /// `nginx_upstream_cause_stream_total{upstream,peer,cause}`: failed
+    /// attempts of TCP and UDP sessions (nginx's `stream {}`).
+    StreamAttempts = 3,
+    /// `nginx_upstream_cause_stream_sessions_total{upstream,cause,status}`:
+    /// sessions whose final outcome was a failure, by nginx's `$status`.
+    StreamSessions = 4,
 }
 
 /// One series: its labels and its count. Plain data, fixed size, so that a
@@ -68,6 +74,8 @@ impl Series {
         match self.family {
             1 => Some(Family::Attempts),
             2 => Some(Family::Responses),
+            3 => Some(Family::StreamAttempts),
+            4 => Some(Family::StreamSessions),
             _ => None,
         }
     }
@@ -187,10 +195,10 @@ fn mix(mut h: u64, bytes: &[u8]) -> u64 {
 pub struct Key<'a> {
     pub family: Family,
     pub upstream: &'a [u8],
-    /// Empty for [`Family::Responses`].
+    /// Empty for [`Family::Responses`] and [`Family::StreamSessions`].
     pub peer: &'a [u8],
     pub cause: Cause,
-    /// 0 for [`Family::Attempts`].
+    /// 0 for [`Family::Attempts`] and [`Family::StreamAttempts`].
     pub status: u16,
 }
 
@@ -212,6 +220,23 @@ impl<'a> Key<'a> {
             peer: b"",
             cause,
             status,
+        }
+    }
+
+    /// A TCP or UDP session's failed attempt (nginx's `stream {}`).
+    pub fn stream_attempt(upstream: &'a [u8], peer: &'a [u8], cause: Cause) -> Key<'a> {
+        Key {
+            family: Family::StreamAttempts,
+            ..Key::attempt(upstream, peer, cause)
+        }
+    }
+
+    /// A TCP or UDP session whose final outcome was a failure, with the
+    /// status nginx logged for it.
+    pub fn session(upstream: &'a [u8], cause: Cause, status: u16) -> Key<'a> {
+        Key {
+            family: Family::StreamSessions,
+            ..Key::response(upstream, cause, status)
         }
     }
 
@@ -354,36 +379,75 @@ pub const ATTEMPTS_HELP: &[u8] =
 pub const RESPONSES_HELP: &[u8] = b"# HELP nginx_upstream_cause_responses_total Responses whose final status was produced by an upstream failure, by cause and status.\n\
 # TYPE nginx_upstream_cause_responses_total counter\n";
 
-/// Renders the scrape: both families (HELP and TYPE even when empty), in a
-/// stable order, then the zone gauges. `series` is a snapshot of the slots
-/// (it is sorted in place).
-pub fn render_prometheus(out: &mut impl Sink, series: &mut [Series], h: &Header, capacity: usize) {
-    series.sort_unstable_by(order);
-    out.put(ATTEMPTS_HELP);
-    for s in series.iter().filter(|s| s.family() == Some(Family::Attempts)) {
+/// The stream attempts family's HELP and TYPE lines.
+pub const STREAM_ATTEMPTS_HELP: &[u8] = b"# HELP nginx_upstream_cause_stream_total Upstream attempts of TCP and UDP sessions that failed, by upstream group, peer and cause.\n\
+# TYPE nginx_upstream_cause_stream_total counter\n";
+/// The stream sessions family's HELP and TYPE lines.
+pub const STREAM_SESSIONS_HELP: &[u8] = b"# HELP nginx_upstream_cause_stream_sessions_total TCP and UDP sessions whose final outcome was an upstream failure, by cause and the status nginx logged.\n\
+# TYPE nginx_upstream_cause_stream_sessions_total counter\n";
+
+/// Renders one family's series: `name{upstream,peer,cause}` for attempts,
+/// `name{upstream,cause,status}` for responses and sessions.
+fn render_family(out: &mut impl Sink, series: &[Series], family: Family, help: &[u8], name: &[u8]) {
+    out.put(help);
+    let per_peer = matches!(family, Family::Attempts | Family::StreamAttempts);
+    for s in series.iter().filter(|s| s.family() == Some(family)) {
         let Some(c) = s.cause() else { continue };
-        out.put(b"nginx_upstream_cause_total{upstream=\"");
+        out.put(name);
+        out.put(b"{upstream=\"");
         escape_label(out, s.upstream());
-        out.put(b"\",peer=\"");
-        escape_label(out, s.peer());
+        if per_peer {
+            out.put(b"\",peer=\"");
+            escape_label(out, s.peer());
+        }
         out.put(b"\",cause=\"");
         out.put(c.code().as_bytes());
+        if !per_peer {
+            out.put(b"\",status=\"");
+            number(out, u64::from(s.status));
+        }
         out.put(b"\"} ");
         number(out, s.count);
         out.put(b"\n");
     }
-    out.put(RESPONSES_HELP);
-    for s in series.iter().filter(|s| s.family() == Some(Family::Responses)) {
-        let Some(c) = s.cause() else { continue };
-        out.put(b"nginx_upstream_cause_responses_total{upstream=\"");
-        escape_label(out, s.upstream());
-        out.put(b"\",cause=\"");
-        out.put(c.code().as_bytes());
-        out.put(b"\",status=\"");
-        number(out, u64::from(s.status));
-        out.put(b"\"} ");
-        number(out, s.count);
-        out.put(b"\n");
+}
+
+/// Renders the scrape: HTTP's two families (HELP and TYPE even when
+/// empty), stream's two when `stream` (a stream zone exists), in a stable
+/// order, then the zone gauges. `series` is a snapshot of the slots (it
+/// is sorted in place); with more than one zone, the gauges are their
+/// sums.
+pub fn render_prometheus(out: &mut impl Sink, series: &mut [Series], h: &Header, capacity: usize, stream: bool) {
+    series.sort_unstable_by(order);
+    render_family(
+        out,
+        series,
+        Family::Attempts,
+        ATTEMPTS_HELP,
+        b"nginx_upstream_cause_total",
+    );
+    render_family(
+        out,
+        series,
+        Family::Responses,
+        RESPONSES_HELP,
+        b"nginx_upstream_cause_responses_total",
+    );
+    if stream {
+        render_family(
+            out,
+            series,
+            Family::StreamAttempts,
+            STREAM_ATTEMPTS_HELP,
+            b"nginx_upstream_cause_stream_total",
+        );
+        render_family(
+            out,
+            series,
+            Family::StreamSessions,
+            STREAM_SESSIONS_HELP,
+            b"nginx_upstream_cause_stream_sessions_total",
+        );
     }
     out.put(b"# HELP nginx_upstream_cause_zone_series Series in use in the upstream_cause_zone.\n");
     out.put(b"# TYPE nginx_upstream_cause_zone_series gauge\nnginx_upstream_cause_zone_series ");
@@ -411,7 +475,7 @@ mod tests {
     fn scrape(slots: &[Series], h: &Header) -> String {
         let mut snap = slots.to_vec();
         let mut out = Out(Vec::new());
-        render_prometheus(&mut out, &mut snap, h, slots.len());
+        render_prometheus(&mut out, &mut snap, h, slots.len(), false);
         String::from_utf8(out.0).unwrap()
     }
 
@@ -448,6 +512,53 @@ nginx_upstream_cause_responses_total{upstream=\"backend\",cause=\"connect_refuse
         assert!(text.contains("\nnginx_upstream_cause_zone_series 3\n"));
         assert!(text.contains("\nnginx_upstream_cause_zone_series_max 200\n"));
         assert_eq!(text, scrape(&slots, &h), "stable");
+    }
+
+    #[test]
+    fn stream_families_are_rendered_beside_http_s_when_asked() {
+        let mut slots = vec![Series::EMPTY; 200];
+        let mut h = Header::default();
+        count(
+            &mut h,
+            &mut slots,
+            &Key::stream_attempt(b"pg", b"127.0.0.1:5432", Cause::ConnectRefused),
+            2,
+        );
+        count(
+            &mut h,
+            &mut slots,
+            &Key::session(b"pg", Cause::UpstreamClosedSilent, 200),
+            1,
+        );
+        count(
+            &mut h,
+            &mut slots,
+            &Key::attempt(b"pg", b"127.0.0.1:5432", Cause::ConnectRefused),
+            1,
+        );
+        assert_eq!(h.used, 3, "a stream series is not HTTP's of the same labels");
+        let mut snap = slots.clone();
+        let mut out = Out(Vec::new());
+        render_prometheus(&mut out, &mut snap, &h, slots.len(), true);
+        let text = String::from_utf8(out.0).unwrap();
+        let want = "# HELP nginx_upstream_cause_stream_total Upstream attempts of TCP and UDP sessions that failed, by upstream group, peer and cause.\n\
+# TYPE nginx_upstream_cause_stream_total counter\n\
+nginx_upstream_cause_stream_total{upstream=\"pg\",peer=\"127.0.0.1:5432\",cause=\"connect_refused\"} 2\n\
+# HELP nginx_upstream_cause_stream_sessions_total TCP and UDP sessions whose final outcome was an upstream failure, by cause and the status nginx logged.\n\
+# TYPE nginx_upstream_cause_stream_sessions_total counter\n\
+nginx_upstream_cause_stream_sessions_total{upstream=\"pg\",cause=\"upstream_closed_silent\",status=\"200\"} 1\n";
+        assert!(text.contains(want), "{text}");
+        assert!(text.contains(
+            "\nnginx_upstream_cause_total{upstream=\"pg\",peer=\"127.0.0.1:5432\",cause=\"connect_refused\"} 1\n"
+        ));
+        assert!(
+            text.find("nginx_upstream_cause_responses_total").unwrap()
+                < text.find("nginx_upstream_cause_stream_total").unwrap()
+        );
+        assert!(
+            !scrape(&slots, &h).contains("_stream_"),
+            "no stream zone, no stream families"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ const RESOLVER_TIMED_OUT: u16 = 110;
 
 /// The RFC 9209 error type of a cause; `None` for an upstream's own status
 /// (`via_upstream`, which has `received-status` instead) and for a client
-/// that left (no response reaches it).
+/// that left (no response reaches it), and for stream's own causes.
 pub fn error_type(cause: Cause, message: Option<&Message>) -> Option<&'static str> {
     Some(match cause {
         Cause::ConnectRefused | Cause::AcceptQueueFull => "connection_refused",
@@ -33,7 +33,12 @@ pub fn error_type(cause: Cause, message: Option<&Message>) -> Option<&'static st
         Cause::ResolveFailed if message.and_then(|m| m.errno) == Some(RESOLVER_TIMED_OUT) => "dns_timeout",
         Cause::ResolveFailed => "dns_error",
         Cause::ResponseTruncated => "http_response_incomplete",
-        Cause::ViaUpstream | Cause::ClientClosed => return None,
+        // stream's own causes: no HTTP response ever carries them
+        Cause::ViaUpstream
+        | Cause::ClientClosed
+        | Cause::UpstreamClosedSilent
+        | Cause::IdleTimeout
+        | Cause::UdpNoResponse => return None,
     })
 }
 
@@ -365,6 +370,9 @@ mod tests {
             (Cause::ResponseTruncated, Some("http_response_incomplete")),
             (Cause::ViaUpstream, None),
             (Cause::ClientClosed, None),
+            (Cause::UpstreamClosedSilent, None),
+            (Cause::IdleTimeout, None),
+            (Cause::UdpNoResponse, None),
         ];
         for (cause, want) in table {
             assert_eq!(error_type(cause, None), want, "{cause}");

@@ -20,7 +20,15 @@ pub enum Phase {
     ReadHeader,
     /// "reading upstream": the header was already sent to the client
     ReadBody,
-    /// "sending to client" and anything else
+    /// Stream: "proxying and reading from upstream"
+    ProxyRead,
+    /// Stream: "proxying and sending to upstream"
+    ProxySend,
+    /// Stream: "proxying connection", between reads and writes (where a
+    /// session's timeouts fire)
+    Proxying,
+    /// "sending to client" and anything else (stream's "proxying and
+    /// reading from client", "proxying and sending to client")
     Other,
 }
 
@@ -33,6 +41,9 @@ impl Phase {
             b"sending request to upstream" => Phase::SendRequest,
             b"reading response header from upstream" => Phase::ReadHeader,
             b"reading upstream" => Phase::ReadBody,
+            b"proxying and reading from upstream" => Phase::ProxyRead,
+            b"proxying and sending to upstream" => Phase::ProxySend,
+            b"proxying connection" => Phase::Proxying,
             _ => Phase::Other,
         }
     }

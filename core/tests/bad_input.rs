@@ -3,6 +3,7 @@
 //! back to exactly the input.
 
 use proptest::prelude::*;
+use upstream_cause_core::classify::Session;
 use upstream_cause_core::hint::hint;
 use upstream_cause_core::render::{
     escape_quoted, render_list, render_log_line, unescape_quoted, Entry, FixedBuf, LogLine,
@@ -71,6 +72,7 @@ proptest! {
         text in nginxish(),
         end in end(),
         flags in any::<[bool; 17]>(),
+        session in any::<[bool; 6]>(),
         header_bytes in any::<u32>(),
         status in any::<u16>(),
         final_status in any::<u16>(),
@@ -83,6 +85,10 @@ proptest! {
             buffer_full: flags[11], reused: flags[12], header_sent: flags[13], client_error: flags[14],
             header_bytes, status, saturated: flags[16],
             message: flags[15].then(|| parse_message(&text)),
+            session: session[0].then_some(Session {
+                udp: session[1], client_sent: session[2], upstream_sent: session[3],
+                client_ended: session[4], shutdown: session[5],
+            }),
         };
         let c = classify(&o);
         let _ = final_cause(c, final_status);
