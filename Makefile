@@ -10,6 +10,7 @@ test:            ## the whole suite, as CI runs it
 check:           ## format and lints only
 	cargo fmt --all --check
 	cargo clippy --release --locked --workspace --all-targets -- -D warnings
+	cargo clippy --release --locked -p ngx-stream-upstream-cause -- -D warnings
 
 unittest:        ## the unit tests of the pure core and the offline classifier
 	cargo test --release --locked -p upstream-cause-core -p upstream-cause

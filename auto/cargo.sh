@@ -22,6 +22,7 @@ case $NGX_OBJS in
 esac
 ngx_upstream_cause_target=$NGX_OBJS/upstream_cause
 ngx_upstream_cause_lib=$ngx_upstream_cause_target/release/libngx_http_upstream_cause_module.a
+ngx_upstream_cause_stream_lib=$ngx_upstream_cause_target/release/libngx_stream_upstream_cause_module.a
 ngx_upstream_cause_cargo_config=$NGX_OBJS/upstream_cause.cargo.toml
 # what Rust's std needs from the C library, beyond what nginx links
 ngx_upstream_cause_native_libs="-lpthread -ldl -lm"
@@ -95,6 +96,11 @@ ngx_upstream_cause_write_config() {
     } > "$ngx_upstream_cause_cargo_config"
 }
 
+# The Rust code of each module is its own static library, built by its
+# own cargo run (one run would unify the features: each .so would hold
+# both modules' code, and the HTTP one would need nginx's stream module
+# loaded). $1: the module; the stream module's is built only when nginx has
+# stream ($2 = yes).
 ngx_upstream_cause_make() {
     cat << END >> "$NGX_MAKEFILE"
 
@@ -103,10 +109,25 @@ ngx_upstream_cause_make() {
 $ngx_upstream_cause_lib:
 	$NGX_CARGO rustc --release --locked --crate-type staticlib \\
 		--manifest-path "$ngx_addon_dir/Cargo.toml" \\
-		--lib --no-default-features \\
+		--lib --no-default-features --features http \\
 		--config "$ngx_upstream_cause_cargo_config" \\
 		--target-dir "$ngx_upstream_cause_target"
 
 $NGX_OBJS${ngx_dirsep}ngx_http_upstream_cause_module$ngx_modext: $ngx_upstream_cause_lib
+END
+    [ "$STREAM" = NO ] && return
+    cat << END >> "$NGX_MAKEFILE"
+
+# ngx_stream_upstream_cause_module: its own cargo run (see auto/cargo.sh);
+# after the HTTP one, so that the two do not wait on each other's lock
+.PHONY: $ngx_upstream_cause_stream_lib
+$ngx_upstream_cause_stream_lib: $ngx_upstream_cause_lib
+	$NGX_CARGO rustc --release --locked --crate-type staticlib \\
+		--manifest-path "$ngx_addon_dir/stream/Cargo.toml" \\
+		--lib --no-default-features \\
+		--config "$ngx_upstream_cause_cargo_config" \\
+		--target-dir "$ngx_upstream_cause_target"
+
+$NGX_OBJS${ngx_dirsep}ngx_stream_upstream_cause_module$ngx_modext: $ngx_upstream_cause_stream_lib
 END
 }

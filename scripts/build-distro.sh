@@ -8,6 +8,7 @@ need_packages "${DISTRO_PACKAGES[@]}"
 need_cargo
 so=$(build_distro)
 install -D -m 0644 "$so" "$WORK/distro/ngx_http_upstream_cause_module.so"
-say "built for $(nginx -v 2>&1 | sed 's/^nginx version: //'): $WORK/distro/ngx_http_upstream_cause_module.so"
-echo "install it with: sudo install -m 0644 $WORK/distro/ngx_http_upstream_cause_module.so /usr/lib/nginx/modules/" >&2
-echo "and load it with: load_module modules/ngx_http_upstream_cause_module.so;" >&2
+install -D -m 0644 "$(dirname "$so")/ngx_stream_upstream_cause_module.so" "$WORK/distro/ngx_stream_upstream_cause_module.so"
+say "built for $(nginx -v 2>&1 | sed 's/^nginx version: //'): $WORK/distro/ngx_http_upstream_cause_module.so and $WORK/distro/ngx_stream_upstream_cause_module.so"
+echo "install them with: sudo install -m 0644 $WORK/distro/ngx_*_upstream_cause_module.so /usr/lib/nginx/modules/" >&2
+echo "and load them with: load_module modules/ngx_http_upstream_cause_module.so; and, after Debian's stream module, load_module modules/ngx_stream_upstream_cause_module.so;" >&2

@@ -3,7 +3,8 @@
 # them: each into a clean container of its suite (debian:SUITE-slim, nothing
 # else), with `apt-get install ./….deb`, which pulls the suite's own nginx.
 # Then nginx -t, a 502 from a refused upstream with its cause header and
-# enriched line; the offline classifier's package (upstream-cause, which apt
+# enriched line; the stream module's package, with a TCP session to a
+# refused upstream; the offline classifier's package (upstream-cause, which apt
 # must install alone: no nginx) installed too and run on that error log:
 # its summary must show connect_refused, and its `requests` output (copied
 # out of the container) must parse as JSON, one request, cause
@@ -65,9 +66,11 @@ rc=0
 for suite in "${suites[@]}"; do
     deb=$(package "$suite")
     cli=$(package "$suite" upstream-cause)
-    say "$suite: $(basename "$deb") and $(basename "$cli") in a clean debian:$suite-slim"
+    stream=$(package "$suite" libnginx-mod-stream-upstream-cause)
+    say "$suite: $(basename "$deb"), $(basename "$stream") and $(basename "$cli") in a clean debian:$suite-slim"
     start=$(date +%s)
-    if in_clean_container "$suite" "$deb $cli" install "$(basename "$deb")" "$(basename "$cli")" &&
+    if in_clean_container "$suite" "$deb $cli $stream" install "$(basename "$deb")" "$(basename "$cli")" \
+        "$(basename "$stream")" &&
         check_requests_json "$WORK/deb-test-$suite-requests.json"; then
         say "$suite: passed in $(($(date +%s) - start)) s"
     else

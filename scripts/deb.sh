@@ -80,6 +80,12 @@ build_suite() {  # suite, the pid of its build_image
                     return 1
                 fi
             fi
+            # the HTTP module loads without Debian's stream module: it must
+            # not pull it in (the stream module's package does)
+            if [ "$pkg" = libnginx-mod-http-upstream-cause ] && grep -q libnginx-mod-stream <<<"$depends"; then
+                echo "$suite: $pkg depends on Debian's stream module: $depends" >&2
+                return 1
+            fi
             depends="; Depends: $depends"
         fi
         say "$suite: ${deb#"$ROOT"/} ($(($(stat -c %s "$deb") / 1024)) KiB)$depends"

@@ -47,9 +47,11 @@ BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-
 # server; python3-hpack: decodes nginx's HTTP/2 request headers in the
 # HTTP/2 fault upstream; prometheus: promtool and a real Prometheus for
 # contrib/'s alert rules and dashboard; python3-pip: see need_python_libs;
-# time: GNU time, the offline classifier's peak RSS)
+# time: GNU time, the offline classifier's peak RSS; redis-server,
+# redis-tools and bind9-dnsutils: a real Redis with redis-cli, and dig,
+# behind nginx's stream proxy)
 TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl
-    php-fpm python3-grpcio python3-hpack prometheus python3-pip time)
+    php-fpm python3-grpcio python3-hpack prometheus python3-pip time redis-server redis-tools bind9-dnsutils)
 
 # PyPI packages the tests use that Debian does not ship, under .work/pylib
 # (tests/conftest.py puts it on the path): http-sf, a Structured Fields
@@ -81,6 +83,11 @@ build_all() {
     need_cargo
     say "building the module and nginx (cargo build --release)"
     (cd "$ROOT" && cargo build --release --locked)
+    # the stream module: its own cargo run (one would put both modules'
+    # code in each .so, see src/lib.rs)
+    say "building the stream module (cargo build --release -p ngx-stream-upstream-cause)"
+    (cd "$ROOT" && cargo build --release --locked -p ngx-stream-upstream-cause)
+    ln -sf "$ROOT/target/release/libngx_stream_upstream_cause_module.so" "$WORK/modules/ngx_stream_upstream_cause_module.so"
     local so="$ROOT/target/release/libngx_http_upstream_cause_module.so"
     local nginx
     nginx=$(ls -t "$ROOT"/target/release/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -1)
@@ -124,7 +131,7 @@ build_cli() {
 # configured source in /usr/share/nginx/src with its configure flags; nginx's
 # configure is run on a copy (objs/ is what the bindings need), then cargo
 # builds without the vendored nginx.
-DISTRO_PACKAGES=(nginx nginx-dev libclang-dev gcc make)
+DISTRO_PACKAGES=(nginx nginx-dev libnginx-mod-stream libclang-dev gcc make)
 # lua-nginx-module as the distro packages it (with NDK and lua-resty-core):
 # how ingress-nginx, Kong and APISIX pick peers (balancer_by_lua)
 DISTRO_LUA_PACKAGES=(libnginx-mod-http-lua)
@@ -185,7 +192,10 @@ build_distro() {  # work dir
     local -a NGX_CONF_FLAGS
     # shellcheck disable=SC1091
     source "$DISTRO_SRC/conf_flags"
-    build_with_configure "$DISTRO_SRC" "$dir" "${NGX_CONF_FLAGS[@]}"
+    # nginx-dev's flags have no stream (Debian's stream is a module of its
+    # own, libnginx-mod-stream): with it, the tree builds the stream module
+    # too, as debian/rules does
+    build_with_configure "$DISTRO_SRC" "$dir" "${NGX_CONF_FLAGS[@]}" --with-stream --with-stream_ssl_module
 }
 
 # The nginx source the ngx crate vendors (nginx-src, 1.28.3), from cargo's
@@ -330,12 +340,12 @@ docker_build() {  # log name, then docker build arguments
 
 # The Debian suites the package is built for, with the version of each.
 DEB_SUITES=(bookworm trixie sid)
-# The binary packages built from it: the module, and the offline classifier.
-DEB_PACKAGES=(libnginx-mod-http-upstream-cause upstream-cause)
+# The binary packages built from it: the two modules, and the offline classifier.
+DEB_PACKAGES=(libnginx-mod-http-upstream-cause libnginx-mod-stream-upstream-cause upstream-cause)
 # What the packages are built from: the module's and the classifier's
 # sources (the workspace's members: cargo reads all of them), their build
 # glue, the packaging and the docs it installs.
-DEB_SOURCES=(Cargo.toml Cargo.lock build.rs config config.make auto core src cli debian README.md CHANGELOG.md docs
+DEB_SOURCES=(Cargo.toml Cargo.lock build.rs config config.make auto core src cli stream debian README.md CHANGELOG.md docs
     docker/deb/build.sh)
 deb_version() {  # suite
     local v

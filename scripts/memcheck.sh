@@ -42,9 +42,14 @@ run_asan() {
     say "building nginx with AddressSanitizer and NGX_DEBUG_PALLOC, and the module against it"
     (cd "$ROOT" && NGX_CFLAGS="-fsanitize=address -fno-omit-frame-pointer -DNGX_DEBUG_PALLOC=1 -g -O1" \
         NGX_LDFLAGS="-fsanitize=address" cargo build --release --locked --target-dir target/asan)
+    # the stream module, against the same nginx (its own cargo run)
+    (cd "$ROOT" && NGX_CFLAGS="-fsanitize=address -fno-omit-frame-pointer -DNGX_DEBUG_PALLOC=1 -g -O1" \
+        NGX_LDFLAGS="-fsanitize=address" cargo build --release --locked --target-dir target/asan \
+        -p ngx-stream-upstream-cause)
     local nginx
     nginx=$(ls -t "$ROOT"/target/asan/release/build/nginx-sys-*/out/objs/nginx | head -1)
     local so="$ROOT/target/asan/release/libngx_http_upstream_cause_module.so"
+    local stream_so="$ROOT/target/asan/release/libngx_stream_upstream_cause_module.so"
     ldd "$nginx" | grep libasan >/dev/null || { echo "$nginx is not linked with libasan" >&2; return 1; }
 
     # Leak checking is off: nginx never frees its first cycle, by design,
@@ -54,7 +59,8 @@ run_asan() {
     export ASAN_OPTIONS="log_path=$out/asan:detect_leaks=0:abort_on_error=0"
     say "integration tests and the storm against the AddressSanitizer build ($nginx)"
     local rc=0
-    (cd "$ROOT" && NGINX_BIN="$nginx" UPSTREAM_CAUSE_MODULE="$so" GO_SERVICE="$WORK/bin/go-service" \
+    (cd "$ROOT" && NGINX_BIN="$nginx" UPSTREAM_CAUSE_MODULE="$so" UPSTREAM_CAUSE_STREAM_MODULE="$stream_so" \
+        GO_SERVICE="$WORK/bin/go-service" \
         CONF_FUZZ_N=${CONF_FUZZ_N:-300} STORM_ARGS="$(storm_args asan)" \
         /usr/bin/python3 -m pytest -p no:cacheprovider -q tests -k "$SELECT" "$@") || rc=$?
     unset ASAN_OPTIONS
@@ -69,13 +75,13 @@ run_asan() {
 }
 
 # Under valgrind (20 to 50 times slower), CI runs the storm and the files
-# of the fault kinds, the reporting paths, the counters and the HTTP/2 and
-# FastCGI upstreams; MEMCHECK_LONG=1 runs every file.
+# of the fault kinds, the reporting paths, the counters, the HTTP/2 and
+# FastCGI upstreams and the stream module; MEMCHECK_LONG=1 runs every file.
 if [ -n "${MEMCHECK_LONG:-}" ]; then
     VALGRIND_TESTS=(tests)
 else
     VALGRIND_TESTS=(tests/test_storm.py tests/test_faults.py tests/test_reporting.py tests/test_machinery.py
-        tests/test_metrics.py tests/test_h2_upstreams.py tests/test_phpfpm.py)
+        tests/test_metrics.py tests/test_h2_upstreams.py tests/test_phpfpm.py tests/test_stream.py)
 fi
 
 # The first line of each kind of memcheck report.
@@ -89,6 +95,7 @@ run_valgrind() {
     say "integration tests and the storm under valgrind memcheck"
     local rc=0
     (cd "$ROOT" && NGINX_BIN="$WORK/bin/nginx" UPSTREAM_CAUSE_MODULE="$WORK/modules/ngx_http_upstream_cause_module.so" \
+        UPSTREAM_CAUSE_STREAM_MODULE="$WORK/modules/ngx_stream_upstream_cause_module.so" \
         GO_SERVICE="$WORK/bin/go-service" STORM_ARGS="$(storm_args valgrind)" \
         NGINX_WRAPPER="valgrind --tool=memcheck --trace-children=yes --num-callers=40 --log-file=$out/vg.%p" \
         /usr/bin/python3 -m pytest -p no:cacheprovider -q "${VALGRIND_TESTS[@]}" -k "$SELECT and not conf_fuzz" "$@") ||

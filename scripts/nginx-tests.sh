@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # nginx's own test suite (nginx-tests, Perl) against one nginx binary, twice:
-# plain, then with the module loaded and on (TEST_NGINX_GLOBALS loads it,
-# TEST_NGINX_GLOBALS_HTTP turns classification, the header and the counter
-# zone on in every test's http block). The suite is not part of this
+# plain, then with both modules loaded and on (TEST_NGINX_GLOBALS loads
+# them, TEST_NGINX_GLOBALS_HTTP turns classification, the header and the
+# counter zone on in every test's http block, TEST_NGINX_GLOBALS_STREAM
+# classification and a zone in every stream block). The suite is not part of this
 # repository: give a checkout of it.
 #
 # Usage: scripts/nginx-tests.sh NGINX_TESTS_DIR [FILE.t...]
 #        (or NGINX_TESTS_DIR=... scripts/nginx-tests.sh)
 # The files default to the ones that exercise upstreams: proxy*.t
-# upstream*.t grpc*.t fastcgi*.t uwsgi*.t scgi*.t ssi*.t auth_request*.t.
+# upstream*.t grpc*.t fastcgi*.t uwsgi*.t scgi*.t ssi*.t auth_request*.t
+# stream*.t.
 #
 #   NGINX_BIN              the nginx to test (default .work/bin/nginx)
 #   UPSTREAM_CAUSE_MODULE  the module (default .work/modules/ngx_http_upstream_cause_module.so)
+#   UPSTREAM_CAUSE_STREAM_MODULE  the stream module (default: beside it)
+#   NGINX_STREAM_MODULE    nginx's own stream module, loaded first, where
+#                          stream is dynamic (Debian's)
 #   NGINX_TESTS_JOBS       files run at once (default 2)
 #   NGINX_TESTS_TIMEOUT    seconds one file may take (default 600)
 #   NGINX_TESTS_RERUN      1 (default): rerun each file whose outcome differs,
@@ -43,9 +48,11 @@ source "$(dirname "$0")/lib.sh"
 NGINX_TESTS_PACKAGES=(perl openssl libio-socket-ssl-perl libnet-ssleay-perl libfcgi-perl libscgi-perl
     libcache-memcached-perl libcache-memcached-fast-perl libprotocol-websocket-perl memcached
     uwsgi-core uwsgi-plugin-python3)
-DEFAULT_FILES=(proxy*.t upstream*.t grpc*.t fastcgi*.t uwsgi*.t scgi*.t ssi*.t auth_request*.t)
-# What the module run adds to every test's http block (docs/reference.md).
+DEFAULT_FILES=(proxy*.t upstream*.t grpc*.t fastcgi*.t uwsgi*.t scgi*.t ssi*.t auth_request*.t stream*.t)
+# What the module run adds to every test's http and stream block
+# (docs/reference.md).
 MODULE_HTTP_GLOBALS='upstream_cause on; upstream_cause_header X-Upstream-Cause; upstream_cause_zone nginx_tests 1m;'
+MODULE_STREAM_GLOBALS='upstream_cause on; upstream_cause_zone nginx_tests_stream 1m;'
 
 TESTS=${1:-${NGINX_TESTS_DIR:-}}
 [ $# -eq 0 ] || shift
@@ -66,11 +73,13 @@ fi
 TESTS=$(cd "$TESTS" && pwd)
 NGINX_BIN=${NGINX_BIN:-$WORK/bin/nginx}
 MODULE=${UPSTREAM_CAUSE_MODULE:-$WORK/modules/ngx_http_upstream_cause_module.so}
+STREAM_MODULE=${UPSTREAM_CAUSE_STREAM_MODULE:-$(dirname "$MODULE")/ngx_stream_upstream_cause_module.so}
 JOBS=${NGINX_TESTS_JOBS:-2}
 TIMEOUT=${NGINX_TESTS_TIMEOUT:-600}
 RERUN=${NGINX_TESTS_RERUN:-1}
 [ -x "$NGINX_BIN" ] || { echo "no nginx binary at $NGINX_BIN (build it: scripts/test.sh, or set NGINX_BIN)" >&2; exit 2; }
 [ -f "$MODULE" ] || { echo "no module at $MODULE (build it: scripts/test.sh, or set UPSTREAM_CAUSE_MODULE)" >&2; exit 2; }
+[ -f "$STREAM_MODULE" ] || { echo "no stream module at $STREAM_MODULE (build it: scripts/test.sh, or set UPSTREAM_CAUSE_STREAM_MODULE)" >&2; exit 2; }
 
 cd "$TESTS"
 if [ $# -gt 0 ]; then
@@ -96,8 +105,10 @@ mkdir -p "$OUT/bin"
 SCRATCH=$(mktemp -d /tmp/nginx-tests-run.XXXXXX)
 cp "$(readlink -f "$NGINX_BIN")" "$OUT/bin/nginx"
 cp "$(readlink -f "$MODULE")" "$OUT/bin/ngx_http_upstream_cause_module.so"
+cp "$(readlink -f "$STREAM_MODULE")" "$OUT/bin/ngx_stream_upstream_cause_module.so"
 BIN=$OUT/bin/nginx
 SO=$OUT/bin/ngx_http_upstream_cause_module.so
+STREAM_SO=$OUT/bin/ngx_stream_upstream_cause_module.so
 
 # Running as root, nginx's workers would be nobody, who cannot read the
 # tests' temp directories (mode 0700). (proxy_bind_transparent.t has its own
@@ -130,14 +141,16 @@ trap cleanup EXIT
 mkdir -p "$SCRATCH/pids"
 
 mode_env() {  # mode: the environment lines of that run
-    local globals=$BASE_GLOBALS http=
+    local globals=$BASE_GLOBALS http= stream=
     if [ "$1" = module ] || [ "$1" = rerun-module ]; then
-        globals="$globals load_module $SO;"
+        globals="$globals load_module $SO;${NGINX_STREAM_MODULE:+ load_module $NGINX_STREAM_MODULE;} load_module $STREAM_SO;"
         http=$MODULE_HTTP_GLOBALS
+        stream=$MODULE_STREAM_GLOBALS
     fi
     echo "TEST_NGINX_BINARY=$BIN"
     echo "TEST_NGINX_GLOBALS=$globals"
     echo "TEST_NGINX_GLOBALS_HTTP=$http"
+    echo "TEST_NGINX_GLOBALS_STREAM=$stream"
     echo "TEST_NGINX_LEAVE=1"
 }
 

@@ -25,7 +25,10 @@ vendored)
     build_all
 
     say "format and lints"
-    (cd "$ROOT" && cargo fmt --all --check && cargo clippy --release --locked --workspace --all-targets -- -D warnings)
+    # (the workspace's run lints both modules' code in one build; the
+    # stream module's own build, without the HTTP module, too)
+    (cd "$ROOT" && cargo fmt --all --check && cargo clippy --release --locked --workspace --all-targets -- -D warnings &&
+        cargo clippy --release --locked -p ngx-stream-upstream-cause -- -D warnings)
 
     say "unit tests (pure core, offline classifier)"
     (cd "$ROOT" && cargo test --release --locked -p upstream-cause-core -p upstream-cause)
@@ -81,6 +84,7 @@ say "integration tests against $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: /
 cd "$ROOT"
 NGINX_BIN="$NGINX_BIN" \
 UPSTREAM_CAUSE_MODULE="$MODULE" \
+UPSTREAM_CAUSE_STREAM_MODULE="$(dirname "$MODULE")/ngx_stream_upstream_cause_module.so" \
 GO_SERVICE="$WORK/bin/go-service" \
 UPSTREAM_CAUSE_CLI="$WORK/bin/upstream-cause" \
     /usr/bin/python3 -m pytest -p no:cacheprovider -q tests "$@"

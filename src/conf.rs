@@ -9,8 +9,8 @@ use core::ptr;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_pagesize, ngx_parse_size, ngx_str_t, ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_CRIT,
-    NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_t, ngx_pagesize, ngx_parse_size, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_ALERT,
+    NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
@@ -38,6 +38,7 @@ pub enum ConfError<'a> {
         name: &'a [u8],
     },
     /// `upstream_cause_metrics` in a configuration without a zone.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     MetricsWithoutZone,
     /// nginx could not do what the directive needs (it said why).
     Failed,
@@ -64,6 +65,7 @@ pub fn report(cf: &mut ngx_conf_t, directive: &[u8], err: ConfError<'_>) -> *mut
     NGX_CONF_ERROR
 }
 
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 /// Logs `err` for `directive` at `[emerg]`, found wrong after the parse:
 /// at the directive's own `file:line`, as nginx's parser would have.
 pub fn report_at(cf: &ngx_conf_t, directive: &[u8], err: ConfError<'_>, file: &[u8], line: ngx_uint_t) {
@@ -152,6 +154,33 @@ pub fn directive<C>(
     })
 }
 
+/// A setting given at most once in a block: `value` goes in the empty
+/// `slot`, else the directive is a duplicate.
+pub fn once<'a, T>(slot: &mut Option<T>, value: Result<T, ConfError<'a>>) -> Result<(), ConfError<'a>> {
+    if slot.is_some() {
+        return Err(ConfError::Duplicate);
+    }
+    *slot = Some(value?);
+    Ok(())
+}
+
+/// `upstream_cause_zone NAME SIZE` for the module `tag` (its
+/// `ngx_module_t`), given at most once: the zone it registered goes in
+/// `slot`.
+pub fn zone_directive<'a>(
+    cf: &mut ngx_conf_t,
+    slot: &mut *mut ngx_shm_zone_t,
+    args: Args<'a>,
+    tag: *mut c_void,
+) -> Result<(), ConfError<'a>> {
+    if !slot.is_null() {
+        return Err(ConfError::Duplicate);
+    }
+    let (name, size) = zone_args(args)?;
+    *slot = crate::zone::add(cf, name, size, tag)?;
+    Ok(())
+}
+
 /// `on` or `off`, as nginx's flag directives take them.
 pub fn flag(value: &[u8]) -> Result<bool, ConfError<'_>> {
     if value.eq_ignore_ascii_case(b"on") {
@@ -216,4 +245,23 @@ pub fn zone_args(args: Args<'_>) -> Result<(&ngx_str_t, usize), ConfError<'_>> {
         });
     }
     Ok((name, size))
+}
+
+/// Puts `handler` first in a phase's array of handlers (an `ngx_array_t`
+/// of the protocol's handler pointers, in the cycle's pool). Log-phase
+/// handlers run in array order: the modules' go first, so that the
+/// enriched line and the counters are written before the access log's
+/// entry (whoever reads the access log sees them already there). `Err`
+/// when the pool is out of memory.
+pub fn first_handler<H: Copy>(handlers: &mut ngx::ffi::ngx_array_t, handler: H) -> Result<(), ()> {
+    debug_assert_eq!(handlers.size, core::mem::size_of::<H>());
+    // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
+    if unsafe { ngx::ffi::ngx_array_push(handlers) }.is_null() {
+        return Err(());
+    }
+    // SAFETY: the array's elements, now one more.
+    let all = unsafe { handlers.as_slice_mut::<H>() };
+    all.rotate_right(1);
+    all[0] = handler;
+    Ok(())
 }

@@ -49,6 +49,44 @@ pub fn suspended<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// The action nginx has set on a log (`while ...`), empty if none.
+pub fn action(log: &ngx_log_t) -> &[u8] {
+    if log.action.is_null() {
+        return &[];
+    }
+    // SAFETY: log->action is always a NUL-terminated static string.
+    unsafe { core::ffi::CStr::from_ptr(log.action) }.to_bytes()
+}
+
+/// Room for the enriched line: nginx adds its prefix before it and its
+/// handler's suffix after it, and cuts the whole at NGX_MAX_ERROR_STR
+/// (2048 bytes).
+const LINE_MAX: usize = 1536;
+
+/// Renders the enriched line `l` and writes it on `log` ([`write_own`]).
+pub fn write_line(log: &mut ngx_log_t, level: ngx_uint_t, l: &upstream_cause_core::LogLine<'_>) {
+    let mut buf = [0u8; LINE_MAX];
+    let mut out = upstream_cause_core::render::FixedBuf::new(&mut buf);
+    upstream_cause_core::render::render_log_line(&mut out, l);
+    let len = out.len();
+    write_own(log, level, &buf[..len]);
+}
+
+/// Writes a module's own line through nginx's logger on `log` at `level`:
+/// nginx's prefix, the log's handler's suffix (HTTP's `client:`,
+/// `request:`..., stream's `client:`, `server:`, `upstream:` and byte
+/// counts), every log of the chain whose level admits it. With no action
+/// (the line stands alone: nginx would append " while ACTION") and the tap
+/// suspended (it is not one of nginx's).
+pub fn write_own(log: &mut ngx_log_t, level: ngx_uint_t, line: &[u8]) {
+    let action = core::mem::replace(&mut log.action, core::ptr::null_mut());
+    let head: *mut ngx_log_t = &mut *log;
+    // SAFETY: a live connection log and its chain; nothing else refers to
+    // it during the call.
+    suspended(|| unsafe { ngx::log::log_error(level, head, 0, line) });
+    log.action = action;
+}
+
 const OUR_WRITER: unsafe extern "C" fn(*mut ngx_log_t, ngx_uint_t, *mut u_char, usize) = writer;
 
 /// Whether the log's writer is the tap's. Function addresses are compared

@@ -13,10 +13,15 @@ use core::ptr::{self, NonNull};
 
 use ngx::allocator::Allocator;
 use ngx::core::{SlabPool, Status};
-use ngx::ffi::{ngx_conf_t, ngx_int_t, ngx_list_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, NGX_LOG_NOTICE};
+use ngx::ffi::{
+    ngx_conf_t, ngx_int_t, ngx_list_t, ngx_log_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, NGX_LOG_NOTICE,
+    NGX_LOG_WARN,
+};
 use ngx::ngx_log_error;
-use upstream_cause_core::metrics::{render_prometheus, Header, Series};
-use upstream_cause_core::render::Sink;
+#[cfg(feature = "http")]
+use upstream_cause_core::metrics::render_prometheus;
+use upstream_cause_core::metrics::{self, Counted, Header, Key, Series};
+use upstream_cause_core::render::{FixedBuf, Sink};
 
 use crate::conf::ConfError;
 
@@ -32,6 +37,7 @@ pub struct Shared {
 }
 
 impl Shared {
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub fn capacity(&self) -> usize {
         self.capacity as usize
     }
@@ -167,24 +173,123 @@ unsafe fn list_items<'a, T: 'a>(list: &'a ngx_list_t) -> impl Iterator<Item = &'
     })
 }
 
-/// The scrape: the counters of the running configuration's zone, in
-/// Prometheus text format; `None` when it has none. nginx keeps every
-/// shared zone in one list; the crate's are those it initialises.
+// The scrape is served by the HTTP module (`upstream_cause_metrics`).
+#[cfg(feature = "http")]
+/// The modules whose zones are ours, by the names nginx gives them: the
+/// HTTP module's and the stream module's (another `.so`, whose code this
+/// one does not call), and whether each is the stream one.
+const OWNERS: [(&[u8], bool); 2] = [
+    (b"ngx_http_upstream_cause_module", false),
+    (b"ngx_stream_upstream_cause_module", true),
+];
+
+#[cfg(feature = "http")]
+/// Whether a zone's tag is one of our modules: `Some(true)` for the
+/// stream module's.
+fn owner(cycle: &ngx::ffi::ngx_cycle_t, tag: *mut c_void) -> Option<bool> {
+    // SAFETY: the cycle's modules, a null-terminated array of live
+    // modules, each with the name nginx set when it loaded it.
+    let mut m = cycle.modules;
+    while let Some(module) = unsafe { m.as_ref().and_then(|p| p.as_ref()) } {
+        if ptr::eq(ptr::from_ref(module).cast(), tag.cast_const()) {
+            if module.name.is_null() {
+                return None;
+            }
+            // SAFETY: a module's name is a NUL-terminated string.
+            let name = unsafe { core::ffi::CStr::from_ptr(module.name) }.to_bytes();
+            return OWNERS.iter().find(|(n, _)| *n == name).map(|(_, stream)| *stream);
+        }
+        // SAFETY: within the null-terminated array.
+        m = unsafe { m.add(1) };
+    }
+    None
+}
+
+#[cfg(feature = "http")]
+/// The scrape: the counters of the running configuration's zones (HTTP's
+/// and stream's: nginx's shared zones are global), in Prometheus text
+/// format; `None` when it has none. The gauges sum the zones.
 pub fn render(out: &mut impl Sink) -> Option<()> {
     // SAFETY: in a worker, ngx_cycle is its live cycle, and its list of
     // zones does not change while it runs.
     let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref()? };
+    let mut snapshot = Vec::new();
+    let mut header = Header::default();
+    let (mut capacity, mut found, mut stream) = (0, false, false);
     // SAFETY: as above.
-    let mut ours = unsafe { list_items::<ngx_shm_zone_t>(&cycle.shared_memory) }
-        .filter(|z| z.init.map(|f| f as usize) == Some(init_zone as *const () as usize));
-    // (`upstream_cause_zone` is given once in a configuration)
-    let zone = ours.next()?;
-    let (mut snapshot, header, capacity) = with_table(ptr::from_ref(zone).cast_mut(), |_, t| {
-        let used: Vec<Series> = t.slots().iter().filter(|s| s.family().is_some()).copied().collect();
-        (used, t.header, t.capacity())
-    })?;
-    render_prometheus(out, &mut snapshot, &header, capacity, false);
+    for zone in unsafe { list_items::<ngx_shm_zone_t>(&cycle.shared_memory) } {
+        let Some(is_stream) = owner(cycle, zone.tag) else {
+            continue;
+        };
+        let read = with_table(ptr::from_ref(zone).cast_mut(), |_, t| {
+            snapshot.extend(t.slots().iter().filter(|s| s.family().is_some()).copied());
+            (t.header, t.capacity())
+        });
+        if let Some((h, cap)) = read {
+            header.used += h.used;
+            header.dropped += h.dropped;
+            capacity += cap;
+            found = true;
+            stream |= is_stream;
+        }
+    }
+    if !found {
+        return None;
+    }
+    render_prometheus(out, &mut snapshot, &header, capacity, stream);
     Some(())
+}
+
+/// A label value made of parts (a host and its port), on the stack: a
+/// host name is at most 253 bytes; the table shortens what is longer than
+/// its labels.
+pub struct HostPort {
+    buf: [u8; 272],
+    len: usize,
+}
+
+impl HostPort {
+    pub fn of(parts: &[&[u8]]) -> HostPort {
+        let mut l = HostPort { buf: [0; 272], len: 0 };
+        let mut out = FixedBuf::new(&mut l.buf);
+        for p in parts {
+            out.put(p);
+        }
+        l.len = out.len();
+        l
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Counts each key `keys` gives, in the zone's table under its lock; the
+/// first time the table overflows in its life, says so once on `log`.
+pub fn count(zone: *mut ngx_shm_zone_t, log: *mut ngx_log_t, keys: impl FnOnce(&mut dyn FnMut(&Key<'_>))) {
+    let counted = with_table(zone, |zone, t| {
+        let mut header = t.header;
+        let slots = t.slots();
+        let mut first_overflow = false;
+        keys(&mut |key: &Key<'_>| {
+            first_overflow |= matches!(
+                metrics::count(&mut header, slots, key, 1),
+                Counted::Overflow { first: true }
+            );
+        });
+        t.header = header;
+        first_overflow.then(|| String::from_utf8_lossy(zone).into_owned())
+    });
+    if let Some(Some(zone)) = counted {
+        crate::tap::suspended(|| {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "upstream_cause_zone \"{}\" is full: new series are counted under peer=\"other\" (this is said once)",
+                zone
+            );
+        });
+    }
 }
 
 /// The running configuration's zone (null, or what `add` gave): its name
@@ -198,5 +303,10 @@ pub fn with_table<R>(zone: *mut ngx_shm_zone_t, f: impl FnOnce(&[u8], &mut Share
     let _locked = pool.lock();
     // SAFETY: the table lives in the zone; the slab mutex is held.
     let t = unsafe { &mut *shared.as_ptr() };
+    // (another build of the crate, in the other module's .so, may have
+    // made the table: its layout is this one's if its MAGIC is)
+    if t.magic != MAGIC {
+        return None;
+    }
     Some(f(z.shm.name.as_bytes(), t))
 }

@@ -26,6 +26,9 @@ if (ROOT / ".work/pylib").is_dir():
     sys.path.append(str(ROOT / ".work/pylib"))
 NGINX_BIN = os.environ.get("NGINX_BIN", str(ROOT / ".work/bin/nginx"))
 MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE", str(ROOT / ".work/modules/ngx_http_upstream_cause_module.so"))
+# the stream module (its own .so)
+STREAM_MODULE = os.environ.get("UPSTREAM_CAUSE_STREAM_MODULE",
+                               str(ROOT / ".work/modules/ngx_stream_upstream_cause_module.so"))
 GO_SERVICE = os.environ.get("GO_SERVICE", str(ROOT / ".work/bin/go-service"))
 # A command the nginx instances run under (scripts/memcheck.sh: valgrind),
 # and how much slower it makes starting them.
@@ -49,6 +52,10 @@ try:
 except OSError:
     NGINX_CONFIGURE = ""
 WITH_DEBUG = "--with-debug" in NGINX_CONFIGURE
+# nginx's own stream module, where it is a module of its own (Debian's
+# libnginx-mod-stream): loaded before ours
+STREAM_CORE = (Path(NGINX_BIN).resolve().parent.parent / "lib/nginx/modules/ngx_stream_module.so"
+               if "--with-stream=dynamic" in NGINX_CONFIGURE else None)
 # How to accept HTTP/2 on a listener: `http2 on;` from 1.25.1, the listen
 # parameter before.
 HTTP2_ON = "http2 on;" if NGINX_VERSION >= (1, 25, 1) else ""
@@ -68,6 +75,16 @@ JSON_FORMAT = (
     # which error-log lines are this request's (tests/test_cli.py's agreement check)
     '"pid":"$pid","connection":"$connection",'
     '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
+    '"upstream_cause":"$upstream_cause","upstream_cause_list":"$upstream_cause_list",'
+    '"upstream_cause_detail":"$upstream_cause_detail"'
+    "}';"
+)
+# stream's access log: one JSON object per session
+STREAM_FORMAT = (
+    "log_format stream_json escape=json '{"
+    '"status":"$status","server_port":"$server_port","connection":"$connection",'
+    '"bytes_received":"$bytes_received","bytes_sent":"$bytes_sent",'
+    '"upstream_addr":"$upstream_addr","upstream_bytes_received":"$upstream_bytes_received",'
     '"upstream_cause":"$upstream_cause","upstream_cause_list":"$upstream_cause_list",'
     '"upstream_cause_detail":"$upstream_cause_detail"'
     "}';"
@@ -209,7 +226,7 @@ class Nginx:
     """One nginx instance (master + 1 worker, foreground) in its own prefix."""
 
     def __init__(self, prefix: Path, http_body: str, error_level="info", main_extra="", workers=1,
-                 binary=None, module=None):
+                 binary=None, module=None, stream_body=None):
         INSTANCES.append(self)
         # another nginx, or another build of the module (tests/test_build.py)
         self.binary = binary or NGINX_BIN
@@ -222,10 +239,19 @@ class Nginx:
         self.error_log = prefix / "logs/error.log"
         self.access_log = prefix / "logs/access.log"
         self.plain_log = prefix / "logs/plain.log"
+        self.stream_log = prefix / "logs/stream.log"
         self.conf = prefix / "nginx.conf"
         body = http_body.replace("@PORT@", str(self.port))
+        # the stream module beside the HTTP one, with a stream block
+        stream = ""
+        if stream_body is not None:
+            stream = (
+                (f"load_module {STREAM_CORE};\n" if STREAM_CORE else "")
+                + f"load_module {STREAM_MODULE};\n"
+            )
         self.conf.write_text(
             f"load_module {module or MODULE};\n"
+            + stream +
             f"daemon off;\nmaster_process on;\nworker_processes {workers};\n"
             # pytest's tmp dirs are private to their owner: workers run as that owner
             + ("user root;\n" if os.geteuid() == 0 else "") +
@@ -240,6 +266,8 @@ class Nginx:
             f"  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp;\n"
             f"{body}\n"
             "}\n"
+            + ("" if stream_body is None else
+               f"stream {{\n  {STREAM_FORMAT}\n  access_log {self.stream_log} stream_json;\n{stream_body}\n}}\n")
         )
         (prefix / "tmp").mkdir(exist_ok=True)
         self.proc = None
@@ -278,6 +306,25 @@ class Nginx:
         text = self.access_log.read_text()
         # a line nginx is still writing has no newline yet: not an entry
         return [json.loads(l) for l in text[:text.rfind("\n") + 1].splitlines() if l.strip()]
+
+    def stream_entries(self, port=None):
+        """The stream access log's entries (of sessions to listener `port`)."""
+        if not self.stream_log.exists():
+            return []
+        text = self.stream_log.read_text()
+        entries = [json.loads(l) for l in text[:text.rfind("\n") + 1].splitlines() if l.strip()]
+        return [e for e in entries if port is None or e["server_port"] == str(port)]
+
+    def stream_for(self, port, count=1, timeout=10.0):
+        """The stream access-log entries of sessions to `port`, waiting
+        (bounded) for `count`."""
+        deadline = time.monotonic() + timeout * WRAPPER_SLOWDOWN
+        while True:
+            found = self.stream_entries(port)
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{count} stream sessions on {port} expected, got {found}"
+                return found
+            time.sleep(0.02)
 
     def access_for(self, uri, count=1, timeout=10.0):
         """The access-log entries of `uri`, waiting (bounded) for `count`."""
@@ -387,6 +434,30 @@ def faults(tmp_path):
     proc = subprocess.Popen([sys.executable, str(FAULTS), f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     wait_port(port, proc=proc)
     yield port
+    stop(proc)
+    log.close()
+
+
+STREAM_FAULTS = ROOT / "docker/faults/stream_faults.py"
+
+
+@pytest.fixture
+def stream_faults(tmp_path):
+    """Stream fault backends (docker/faults/stream_faults.py), one port per
+    mode: close, reset, silent, echo, reset-on-signal (TCP), udp-silent,
+    udp-echo; `ports["proc"]` is the server's process, `ports["log"]` its
+    output."""
+    ports = {m: free_port() for m in ("close", "reset", "silent", "echo", "reset-on-signal", "udp-silent", "udp-echo")}
+    log = open(tmp_path / "stream-faults.log", "w")
+    proc = subprocess.Popen([sys.executable, str(STREAM_FAULTS), *[f"{m}@127.0.0.1:{p}" for m, p in ports.items()]],
+                            stdout=log, stderr=subprocess.STDOUT)
+    for m, port in ports.items():
+        if not m.startswith("udp-") and m != "reset-on-signal":
+            wait_port(port, proc=proc)
+    deadline = time.monotonic() + 10
+    while "ready" not in (tmp_path / "stream-faults.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield {**ports, "proc": proc, "log": tmp_path / "stream-faults.log"}
     stop(proc)
     log.close()
 

@@ -62,13 +62,18 @@ def test_configure_stops_with_one_line(tree, env, line):
 
 @needs_tree
 def test_configure_writes_the_cargo_rule(tree):
-    r = configure(tree)
+    """Two modules, each its own .so from its own cargo run (the HTTP
+    module's code only in the HTTP one)."""
+    r = configure(tree, "--with-stream")
     assert r.returncode == 0, r.stdout[-2000:]
     assert " + ngx_http_upstream_cause_module was configured" in r.stdout
     makefile = (tree / "objs/Makefile").read_text()
     assert "objs/upstream_cause/release/libngx_http_upstream_cause_module.a:" in makefile
-    assert "--crate-type staticlib" in makefile and "--no-default-features" in makefile
-    assert "modules:\tobjs/ngx_http_upstream_cause_module.so" in makefile
+    assert "--crate-type staticlib" in makefile and "--no-default-features --features http" in makefile
+    assert "objs/upstream_cause/release/libngx_stream_upstream_cause_module.a:" in makefile
+    assert '--manifest-path "' + str(ROOT) + '/stream/Cargo.toml"' in makefile
+    assert "modules:\tobjs/ngx_http_upstream_cause_module.so\n" in makefile
+    assert "modules:\tobjs/ngx_stream_upstream_cause_module.so\n" in makefile
     config = Path(tree / "objs/upstream_cause.cargo.toml").read_text()
     assert f'NGINX_BUILD_DIR = {{ value = "{tree}/objs", force = true }}' in config
 
@@ -97,9 +102,13 @@ def test_a_tree_with_compat_alone_builds_it_and_each_build_works_in_the_other_s_
     shutil.copytree(TREE, src, ignore=shutil.ignore_patterns("objs"))
     r = configure(src, "--with-compat")
     assert r.returncode == 0, r.stdout[-2000:]
+    # without stream, one line says the stream module is not built
+    assert " - ngx_stream_upstream_cause_module: not built (nginx is configured without stream)" in r.stdout
+    assert "ngx_stream_upstream_cause_module" not in (src / "objs/Makefile").read_text()
     r = subprocess.run(["make", "-j2"], cwd=src, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     minimal, minimal_module = src / "objs/nginx", src / "objs/ngx_http_upstream_cause_module.so"
+    assert not (src / "objs/ngx_stream_upstream_cause_module.so").exists()
     configured = subprocess.run([minimal, "-V"], capture_output=True, text=True, timeout=10).stderr
     assert "--with-http_ssl_module" not in configured and "--with-stream" not in configured, configured
     assert "--with-http_ssl_module" in NGINX_CONFIGURE and "--with-compat" in NGINX_CONFIGURE

@@ -392,7 +392,10 @@ def test_the_text_alone_agrees_with_the_module_attempt_by_attempt():
                 module[key] += listed_failures(e, k)
                 if not e[k["list"]] and e[k["status"]] not in ("", "-"):
                     off.add(key)     # attempts made where upstream_cause is off
-        text = without_module_lines(error_log.read_bytes())
+        # stream's sessions (tests/test_stream*.py) are not HTTP requests:
+        # their lines, whose suffix has the byte counts, are not compared
+        text = b"".join(l for l in without_module_lines(error_log.read_bytes()).splitlines(keepends=True)
+                        if b", bytes from/to client:" not in l)
         offline = defaultdict(list)
         for r in requests_of(stdin=text):
             causes = [f["cause"] for f in r["failures"]]

@@ -189,6 +189,30 @@ pub struct LogLine<'a> {
     pub message: Option<Message>,
 }
 
+impl<'a> LogLine<'a> {
+    /// The line of a request or session whose outcome is a gateway
+    /// failure (none otherwise): from its summary, the records it was made
+    /// from, the status nginx answered or logged, and `peer`, the label of
+    /// the attempt the outcome is at.
+    pub fn of<U: Copy>(
+        s: &'a crate::Summary<U>,
+        observed: Option<&'a crate::Observed<U>>,
+        status: u16,
+        peer: impl FnOnce(crate::At) -> &'a [u8],
+    ) -> Option<LogLine<'a>> {
+        let outcome = s.outcome().filter(|o| o.cause.is_gateway_failure())?;
+        Some(LogLine {
+            cause: outcome.cause,
+            status,
+            attempts: s.attempts(),
+            peer: peer(outcome.at),
+            entries: s.entries(),
+            detail: observed.map_or(&[], |o| o.detail(outcome.at)),
+            message: observed.and_then(|o| o.message(outcome.at)),
+        })
+    }
+}
+
 /// Renders the enriched line (without nginx's ", client: ..." suffix, which
 /// nginx's log handler appends). Keys in the documented order (docs/reference.md).
 pub fn render_log_line(out: &mut impl Sink, l: &LogLine<'_>) {

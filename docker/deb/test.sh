@@ -4,7 +4,7 @@
 # printed as a transcript, with a check after each step. Also run in the
 # official image's recipe's result (scripts/official-image-test.sh).
 #
-#   test.sh install PACKAGE.deb [CLI.deb]   install it with apt (which
+#   test.sh install PACKAGE.deb [CLI.deb [STREAM.deb]]   install it with apt (which
 #       pulls the suite's own nginx), nginx -t, a request to a refused
 #       upstream gets its cause header and the enriched line; with CLI.deb
 #       (the upstream-cause package), apt must want nothing else for it (no
@@ -12,7 +12,11 @@
 #       must show connect_refused, its `requests` output goes to
 #       /pkg/requests.json (scripts/deb-test.sh parses it as JSON); then
 #       apt-get remove of the module leaves a working nginx (and the
-#       classifier installed and working)
+#       classifier installed and working); with STREAM.deb (the stream
+#       module's package), it is installed too (apt pulls Debian's stream
+#       module, and the load files order the two), a TCP session to a
+#       refused upstream gets its cause in stream's access log and its
+#       enriched line, and it is removed with the HTTP one
 #   test.sh refuse PACKAGE.deb ABI   apt must refuse it, naming the ABI
 #   test.sh site   in an nginx that has the module loaded: the refused
 #       upstream's check alone
@@ -20,6 +24,7 @@ set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
 mode=$1 deb=/pkg/${2:-}
 cli=${3:+/pkg/$3}
+stream=${4:+/pkg/$4}
 fail() { echo "FAILED: $*"; exit 1; }
 step() { printf '\n# %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -61,6 +66,44 @@ CONF
     grep 'upstream_cause=' /var/log/nginx/error.log || fail "no enriched line"
     grep -q 'upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:9 ' /var/log/nginx/error.log \
         || fail "the enriched line is not the expected one"
+}
+
+# A stream server whose upstream refuses connections: its own error log
+# (the classifier's checks read the HTTP one), nginx restarted with the
+# stream module, one TCP session, then stream's access log and the line.
+stream_check() {
+    step "a TCP server whose upstream refuses connections (nothing listens on 127.0.0.1:9)"
+    cat >/etc/nginx/upstream-cause-stream.conf <<'CONF'
+stream {
+    error_log /var/log/nginx/stream-error.log;
+    log_format s '$status $upstream_addr uc=$upstream_cause list="$upstream_cause_list"';
+    access_log /var/log/nginx/stream.log s;
+    server {
+        listen 127.0.0.1:8081;
+        proxy_pass 127.0.0.1:9;
+    }
+}
+CONF
+    run cat /etc/nginx/upstream-cause-stream.conf
+    printf '$ echo "include /etc/nginx/upstream-cause-stream.conf;" >>/etc/nginx/nginx.conf\n'
+    echo "include /etc/nginx/upstream-cause-stream.conf;" >>/etc/nginx/nginx.conf
+    run nginx -t || fail "nginx -t with the stream module"
+    run nginx -s quit
+    for _ in $(seq 50); do [ -e /run/nginx.pid ] || break; sleep 0.1; done
+    run nginx || fail "nginx did not start with the stream module"
+    printf '$ a TCP session to 127.0.0.1:8081 (sends "hello", reads until nginx closes)\n'
+    exec 3<>/dev/tcp/127.0.0.1/8081 || fail "no connection to nginx's stream server"
+    printf 'hello' >&3
+    timeout 10 cat <&3 >/dev/null 2>&1   # (nginx resets a client whose bytes it never read)
+    exec 3>&-
+    sleep 0.2
+    run cat /var/log/nginx/stream.log
+    grep -qx '502 127.0.0.1:9 uc=connect_refused list="connect_refused"' /var/log/nginx/stream.log \
+        || fail "stream's access log has not the session's cause"
+    printf '$ grep upstream_cause= /var/log/nginx/stream-error.log\n'
+    grep 'upstream_cause=' /var/log/nginx/stream-error.log || fail "no enriched line for the session"
+    grep -q 'upstream_cause=connect_refused status=502 attempts=1 peer=127.0.0.1:9 .*server: 127.0.0.1:8081, upstream: "127.0.0.1:9"' \
+        /var/log/nginx/stream-error.log || fail "the session's enriched line is not the expected one"
 }
 
 if [ "$mode" = site ]; then
@@ -138,10 +181,30 @@ if [ -n "$cli" ]; then
     cli_check
 fi
 
+if [ -n "$stream" ]; then
+    step "install the stream module (TCP and UDP)"
+    run apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "$stream" || fail "apt-get install $stream"
+    run ls -l /etc/nginx/modules-enabled/
+    slink=/etc/nginx/modules-enabled/70-mod-stream-upstream-cause.conf
+    [ "$(readlink "$slink")" = /usr/share/nginx/modules-available/mod-stream-upstream-cause.conf ] \
+        || fail "$slink is not the modules-available link"
+    # loaded after nginx's own stream module, which apt installed for it
+    [ -e /etc/nginx/modules-enabled/50-mod-stream.conf ] || fail "Debian's stream module is not enabled"
+    run cat "$slink"
+    stream_check
+fi
+
 step "remove (the module's directives go first, as for any module)"
 run nginx -s quit
 for _ in $(seq 50); do [ -e /run/nginx.pid ] || break; sleep 0.1; done
 run rm /etc/nginx/conf.d/upstream-cause.conf
+if [ -n "$stream" ]; then
+    run sed -i '\,^include /etc/nginx/upstream-cause-stream.conf;$,d' /etc/nginx/nginx.conf
+    run rm /etc/nginx/upstream-cause-stream.conf
+    run apt-get remove -y -o Dpkg::Use-Pty=0 libnginx-mod-stream-upstream-cause || fail "apt-get remove of the stream module"
+    [ -e "$slink" ] && fail "$slink is still there"
+    [ -e /usr/lib/nginx/modules/ngx_stream_upstream_cause_module.so ] && fail "the stream .so is still there"
+fi
 run apt-get remove -y -o Dpkg::Use-Pty=0 libnginx-mod-http-upstream-cause || fail "apt-get remove"
 run ls -l /etc/nginx/modules-enabled/
 [ -e "$link" ] && fail "$link is still there"

@@ -1,35 +1,13 @@
 //! Counting a request's failures in the zone's table (log phase).
 
-use ngx::ffi::{ngx_http_request_t, ngx_http_upstream_state_t, ngx_uint_t, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_WARN};
-use ngx::ngx_log_error;
-use upstream_cause_core::metrics::{self, Counted, Key};
-use upstream_cause_core::render::{fmt_u64, FixedBuf, Sink};
+use ngx::ffi::{ngx_http_request_t, ngx_http_upstream_state_t, ngx_uint_t, NGX_HTTP_UPSTREAM_CREATE};
+use upstream_cause_core::metrics::Key;
+use upstream_cause_core::render::fmt_u64;
 use upstream_cause_core::{Observed, Summary};
 
 use super::conf::MainConf;
 use super::ctx::{peer_label, Upstream};
-
-/// A label buffer for a host:port (a host name is at most 253 bytes); the
-/// table shortens what is longer than its labels.
-struct HostPort {
-    buf: [u8; 272],
-    len: usize,
-}
-
-impl HostPort {
-    fn of(parts: &[&[u8]]) -> HostPort {
-        let mut l = HostPort { buf: [0; 272], len: 0 };
-        let mut out = FixedBuf::new(&mut l.buf);
-        for p in parts {
-            out.put(p);
-        }
-        l.len = out.len();
-        l
-    }
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
+use crate::zone::HostPort;
 
 /// The `upstream` label: the group's name, or host:port of an implicit
 /// upstream (`proxy_pass http://127.0.0.1:8081`, or a variable's value).
@@ -76,16 +54,9 @@ pub fn count(
         return;
     }
     let status = u16::try_from(r.headers_out.status).unwrap_or(0);
-    let counted = crate::zone::with_table(mcf.zone, |zone, t| {
-        let mut header = t.header;
-        let slots = t.slots();
-        let mut first_overflow = false;
-        let mut add = |key: &Key<'_>| {
-            first_overflow |= matches!(
-                metrics::count(&mut header, slots, key, 1),
-                Counted::Overflow { first: true }
-            );
-        };
+    // SAFETY: the request's connection log is live.
+    let log = unsafe { (*r.connection).log };
+    crate::zone::count(mcf.zone, log, |add| {
         // The label of the last group named, made again only for another
         // (a request's attempts and response are usually all one group's).
         let mut last: Option<(Option<Upstream>, HostPort)> = None;
@@ -97,19 +68,5 @@ pub fn count(
             let up = label_of(&mut last, o.upstream, r);
             add(&Key::response(up, o.cause, status));
         }
-        t.header = header;
-        first_overflow.then(|| String::from_utf8_lossy(zone).into_owned())
     });
-    if let Some(Some(zone)) = counted {
-        // SAFETY: the request's connection log is live.
-        let log = unsafe { (*r.connection).log };
-        crate::tap::suspended(|| {
-            ngx_log_error!(
-                NGX_LOG_WARN,
-                log,
-                "upstream_cause_zone \"{}\" is full: new series are counted under peer=\"other\" (this is said once)",
-                zone
-            );
-        });
-    }
 }

@@ -14,7 +14,7 @@ use ngx::ngx_string;
 
 use super::conf::{Header, LocConf, MainConf, ProxyStatus};
 use super::Module;
-use crate::conf::{arg, command, directive, flag, log_line, report_at, zone_args, ConfError};
+use crate::conf::{arg, command, directive, flag, log_line, once, report_at, zone_directive, ConfError};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
@@ -61,15 +61,10 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
 /// `upstream_cause on|off`.
 extern "C" fn set_enabled(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |_, lcf: &mut LocConf, args| {
-        if lcf.enabled.is_some() {
-            return Err(ConfError::Duplicate);
-        }
-        lcf.enabled = Some(flag(arg(args, 1))?);
-        Ok(())
+        once(&mut lcf.enabled, flag(arg(args, 1)))
     })
 }
 
-/// `upstream_cause_header NAME|off`.
 extern "C" fn set_header(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |_, lcf: &mut LocConf, args| {
         if lcf.header.is_some() {
@@ -121,32 +116,17 @@ extern "C" fn set_proxy_status(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, con
 /// `upstream_cause_log LEVEL|off`.
 extern "C" fn set_log(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |_, lcf: &mut LocConf, args| {
-        if lcf.log.is_some() {
-            return Err(ConfError::Duplicate);
-        }
-        lcf.log = Some(log_line(arg(args, 1))?);
-        Ok(())
+        once(&mut lcf.log, log_line(arg(args, 1)))
     })
 }
 
-/// `upstream_cause_zone NAME SIZE`.
 extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |cf, mcf: &mut MainConf, args| {
-        if !mcf.zone.is_null() {
-            return Err(ConfError::Duplicate);
-        }
-        let (name, size) = zone_args(args)?;
-        mcf.zone = crate::zone::add(
-            cf,
-            name,
-            size,
-            ptr::addr_of_mut!(super::ngx_http_upstream_cause_module).cast(),
-        )?;
-        Ok(())
+        let tag = ptr::addr_of_mut!(super::ngx_http_upstream_cause_module).cast();
+        zone_directive(cf, &mut mcf.zone, args, tag)
     })
 }
 
-/// `upstream_cause_metrics`: the location serves the scrape.
 extern "C" fn set_metrics(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |cf, _: &mut LocConf, _| {
         let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or(ConfError::Failed)?;

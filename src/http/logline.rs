@@ -3,16 +3,12 @@
 
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_DECLINED};
 use ngx::http::HttpModuleMainConf;
-use upstream_cause_core::render::{render_log_line, FixedBuf, LogLine};
+use upstream_cause_core::render::LogLine;
 use upstream_cause_core::{At, Summary};
 
 use super::conf::LocConf;
 use super::ctx::{self, Ctx, Upstream};
 use super::Module;
-
-/// Room for the line: nginx adds its prefix before it and ", client: ..."
-/// after it, and cuts the whole at NGX_MAX_ERROR_STR (2048 bytes).
-const LINE_MAX: usize = 1536;
 
 pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx runs log-phase handlers with a live request.
@@ -54,38 +50,12 @@ fn report(r: &ngx_http_request_t, lcf: &LocConf) {
 }
 
 fn write_line(r: &ngx_http_request_t, log: &mut ngx_log_t, level: ngx_uint_t, ctx: &Ctx, s: &Summary<Upstream>) {
-    let Some(outcome) = s.outcome().filter(|o| o.cause.is_gateway_failure()) else {
-        return;
-    };
-    let peer = match outcome.at {
+    let status = u16::try_from(r.headers_out.status).unwrap_or(0);
+    let peer = |at| match at {
         At::Attempt(idx) => ctx::peer_label(ctx::states(r).get(idx)),
         At::BeforeAny => b"-",
     };
-    let observed = ctx.observed();
-    let mut buf = [0u8; LINE_MAX];
-    let mut out = FixedBuf::new(&mut buf);
-    render_log_line(
-        &mut out,
-        &LogLine {
-            cause: outcome.cause,
-            status: u16::try_from(r.headers_out.status).unwrap_or(0),
-            attempts: s.attempts(),
-            peer,
-            entries: s.entries(),
-            detail: observed.map_or(&[], |o| o.detail(outcome.at)),
-            message: observed.and_then(|o| o.message(outcome.at)),
-        },
-    );
-    let len = out.len();
-    // nginx's log handler appends " while <action>" before ", client:
-    // ..."; our line stands alone, so no action while it is written.
-    let action = core::mem::replace(&mut log.action, core::ptr::null_mut());
-    // nginx's own logger: its prefix, the handler's suffix, every log of
-    // the chain whose level admits it. The tap (the connection's log may
-    // be a tapped one) does not take our line for one of nginx's.
-    let head: *mut ngx_log_t = &mut *log;
-    // SAFETY: the request's live connection log and its chain; nothing
-    // else refers to it during the call.
-    crate::tap::suspended(|| unsafe { ngx::log::log_error(level, head, 0, &buf[..len]) });
-    log.action = action;
+    if let Some(line) = LogLine::of(s, ctx.observed(), status, peer) {
+        crate::tap::write_line(log, level, &line);
+    }
 }

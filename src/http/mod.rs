@@ -69,18 +69,7 @@ impl HttpModule for Module {
 
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         guard(Status::NGX_ERROR.into(), || {
-            // SAFETY: VARS is only touched here, single-threaded, at configuration time.
-            for v in unsafe { (*ptr::addr_of_mut!(vars::VARS)).iter_mut() } {
-                // SAFETY: nginx's cf; the name is a static string.
-                let var = unsafe { ngx_http_add_variable(cf, &mut v.name, v.flags) };
-                // SAFETY: null or a fresh variable slot.
-                let Some(var) = (unsafe { var.as_mut() }) else {
-                    return Status::NGX_ERROR.into();
-                };
-                var.get_handler = v.get_handler;
-                var.data = v.data;
-            }
-            Status::NGX_OK.into()
+            crate::vars::add_variables!(cf, vars::VARS, ngx_http_add_variable)
         })
     }
 
@@ -97,7 +86,7 @@ impl HttpModule for Module {
                 return Status::NGX_ERROR.into();
             }
             // After the upstream module's init_main_conf set every peer.init.
-            wrap::wrap_all(cf);
+            wrap::wrap_upstreams(cf);
 
             trace::install();
 
@@ -111,18 +100,10 @@ impl HttpModule for Module {
                 return Status::NGX_ERROR.into();
             };
             let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
-            // SAFETY: an ngx_array_t of handler pointers in the cycle pool.
-            if unsafe { ngx::ffi::ngx_array_push(handlers) }.is_null() {
+            let handler: ngx_http_handler_pt = Some(logline::log_handler);
+            if crate::conf::first_handler(handlers, handler).is_err() {
                 return Status::NGX_ERROR.into();
             }
-            // SAFETY: the array's elements, now one more.
-            let all = unsafe { handlers.as_slice_mut::<ngx_http_handler_pt>() };
-            // Log phase handlers run in array order: ours goes first, so
-            // that the enriched line and the counters are written before
-            // the access log's entry (whoever reads the access log sees
-            // them already there).
-            all.rotate_right(1);
-            all[0] = Some(logline::log_handler);
             Status::NGX_OK.into()
         })
     }

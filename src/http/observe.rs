@@ -8,7 +8,6 @@
 //! connection's log is that one too. Its context names the request nginx
 //! is working on.
 
-use core::ffi::CStr;
 use core::ptr;
 
 use ngx::ffi::{ngx_http_log_ctx_t, ngx_http_request_t, ngx_http_upstream_t, ngx_log_t, ngx_peer_connection_t};
@@ -66,6 +65,16 @@ pub fn client_error(pc: &ngx_peer_connection_t) -> bool {
     }
 }
 
+/// Our `free` wrapper's call (`crate::slots::balancer!`). The success
+/// path ends here: nothing failed, no request of the worker has a
+/// context, the client is still there.
+#[inline]
+pub fn on_free(pc: &ngx_peer_connection_t, failed: bool) {
+    if failed || super::ctx::any() || client_error(pc) {
+        free(pc, failed);
+    }
+}
+
 /// The balancer's `free`, before the inner free runs (as nginx's own order
 /// has it: keepalive takes the connection, round robin counts), when the
 /// attempt failed, a request of the worker has a context or the client
@@ -103,30 +112,8 @@ fn end(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_connection
 
 /// What the attempt looks like right now, before the inner free runs.
 fn snapshot(r: &ngx_http_request_t, u: &ngx_http_upstream_t, pc: &ngx_peer_connection_t) -> Observation {
-    let mut o = Observation {
-        reused: pc.cached() != 0,
-        ..Default::default()
-    };
-    // SAFETY: pc.connection is null or the live peer connection.
-    if let Some(c) = unsafe { pc.connection.as_ref() } {
-        o.connection = true;
-        // SAFETY: a live connection's events are valid.
-        if let (Some(rd), Some(wr)) = unsafe { (c.read.as_ref(), c.write.as_ref()) } {
-            o.read_eof = rd.eof() != 0;
-            o.read_error = rd.error() != 0;
-            o.read_timedout = rd.timedout() != 0;
-            o.write_error = wr.error() != 0;
-            o.write_timedout = wr.timedout() != 0;
-        }
-        // (TLS to an upstream exists only in an nginx built with
-        // http_ssl; without SSL, nginx's connection has no TLS state to read)
-        #[cfg(ngx_feature = "http_ssl")]
-        // SAFETY: c.ssl is null or the live SSL connection.
-        if let Some(ssl) = unsafe { c.ssl.as_ref() } {
-            o.ssl = true;
-            o.ssl_handshaked = ssl.handshaked() != 0;
-        }
-    }
+    let mut o = Observation::default();
+    crate::peer::connection_flags(pc, &mut o);
     // SAFETY: u.state is the attempt's live state.
     if let Some(st) = unsafe { u.state.as_ref() } {
         o.connected = st.connect_time != ngx::ffi::ngx_msec_t::MAX;
@@ -154,13 +141,9 @@ pub fn line(log: &ngx_log_t, line: &[u8]) {
     if r.upstream.is_null() || !super::conf::enabled(r) {
         return;
     }
-    let action: &[u8] = if log.action.is_null() {
-        &[]
-    } else {
-        // SAFETY: log->action is always a NUL-terminated static string.
-        unsafe { CStr::from_ptr(log.action) }.to_bytes()
+    let Some(heard) = heard(line, crate::tap::action(log)) else {
+        return;
     };
-    let Some(heard) = heard(line, action) else { return };
     let no_live = heard.message.kind == MessageKind::NoLiveUpstreams;
     // None also when the context is held by the code that is logging.
     let Some(mut ctx) = ctx::get_or_create(r) else { return };

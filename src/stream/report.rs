@@ -1,0 +1,152 @@
+//! What a session reports: `$upstream_cause`, `$upstream_cause_list`,
+//! `$upstream_cause_detail` for stream's `log_format`, and at the log
+//! phase its counters and its one enriched line, all from its summary.
+
+use ngx::ffi::{
+    ngx_int_t, ngx_stream_session_t, ngx_stream_upstream_srv_conf_t, ngx_stream_variable_t,
+    ngx_stream_variable_value_t, ngx_uint_t, NGX_DECLINED, NGX_ERROR, NGX_LOG_INFO, NGX_STREAM_UPSTREAM_CREATE,
+};
+use ngx::ngx_string;
+use upstream_cause_core::metrics::Key;
+use upstream_cause_core::render::{fmt_u64, LogLine, NumBuf};
+use upstream_cause_core::{At, Cause, Observed, Summary};
+
+use super::session::{self, Group};
+use crate::vars::{CAUSE, DETAIL, LIST};
+use crate::zone::HostPort;
+
+const fn var(name: ngx::ffi::ngx_str_t, data: usize) -> ngx_stream_variable_t {
+    ngx_stream_variable_t {
+        name,
+        set_handler: None,
+        get_handler: Some(get),
+        data,
+        flags: ngx::ffi::NGX_STREAM_VAR_NOCACHEABLE as ngx_uint_t,
+        index: 0,
+    }
+}
+
+pub static mut VARS: [ngx_stream_variable_t; 3] = [
+    var(ngx_string!("upstream_cause"), CAUSE),
+    var(ngx_string!("upstream_cause_list"), LIST),
+    var(ngx_string!("upstream_cause_detail"), DETAIL),
+];
+
+fn value(s: &ngx_stream_session_t, v: &mut ngx_stream_variable_value_t, which: usize) -> ngx_int_t {
+    if !super::enabled(s) {
+        return crate::vars::empty(v);
+    }
+    let observed = session::get(s).and_then(session::Ctx::observed);
+    let summary = session::summary(s, observed.as_deref());
+    // SAFETY: the live session's connection, whose pool outlives the value.
+    let pool = unsafe { (*s.connection).pool };
+    crate::vars::fill(pool, v, which, &summary, observed.as_deref())
+}
+
+unsafe extern "C" fn get(s: *mut ngx_stream_session_t, v: *mut ngx_stream_variable_value_t, data: usize) -> ngx_int_t {
+    crate::guard(NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx evaluates variables of a live session, into a
+        // valid value to fill.
+        match unsafe { (s.as_ref(), v.as_mut()) } {
+            (Some(s), Some(v)) => value(s, v, data),
+            _ => NGX_ERROR as ngx_int_t,
+        }
+    })
+}
+
+pub unsafe extern "C" fn log_handler(s: *mut ngx_stream_session_t) -> ngx_int_t {
+    // SAFETY: nginx runs log-phase handlers with a live session.
+    let Some(s) = (unsafe { s.as_ref() }) else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    // Nothing failed (no context), or off here: nothing to report.
+    if let (Some(ctx), true) = (session::get(s), super::enabled(s)) {
+        crate::guard((), || report(s, ctx));
+    }
+    NGX_DECLINED as ngx_int_t
+}
+
+/// Counts the session's failures and writes its enriched line.
+#[cold]
+#[inline(never)]
+fn report(s: &ngx_stream_session_t, ctx: &session::Ctx) {
+    let Some(observed) = ctx.observed() else { return };
+    let summary = session::summary(s, Some(&observed));
+    if let Some(mcf) = super::session_main_conf(s) {
+        count(s, mcf.zone, &summary, &observed);
+    }
+    let Some(level) = super::session_srv_conf(s).and_then(|c| c.log_level()) else {
+        return;
+    };
+    let status = u16::try_from(s.status).unwrap_or(0);
+    let peer = |at| match at {
+        At::Attempt(idx) => session::peer_label(session::states(s).get(idx)),
+        At::BeforeAny => b"-",
+    };
+    let Some(line) = LogLine::of(&summary, Some(&observed), status, peer) else {
+        return;
+    };
+    // An idle session's end is ordinary for pools of long-lived
+    // connections: said at info, as nginx says it.
+    let level = if line.cause == Cause::IdleTimeout {
+        level.max(NGX_LOG_INFO as ngx_uint_t)
+    } else {
+        level
+    };
+    // SAFETY: the session's connection and its log are live in the log phase.
+    let Some(log) = (unsafe { (*s.connection).log.as_mut() }) else {
+        return;
+    };
+    if log.log_level >= level {
+        crate::tap::write_line(log, level, &line);
+    }
+}
+
+/// The `upstream` label: the group's name, host:port of an implicit one
+/// (`proxy_pass 127.0.0.1:5432`), or what a variable resolved to.
+fn upstream_label(g: Option<Group>, s: &ngx_stream_session_t) -> HostPort {
+    let mut port = NumBuf::new();
+    if let Some(g) = g {
+        let us: &ngx_stream_upstream_srv_conf_t = g.conf();
+        if us.flags & NGX_STREAM_UPSTREAM_CREATE as ngx_uint_t != 0 || us.port == 0 {
+            return HostPort::of(&[us.host.as_bytes()]);
+        }
+        return HostPort::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
+    }
+    // SAFETY: the session's upstream and its resolved part, if any.
+    if let Some(res) = unsafe { s.upstream.as_ref().and_then(|u| u.resolved.as_ref()) } {
+        return HostPort::of(&[res.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(res.port))]);
+    }
+    HostPort::of(&[b"-"])
+}
+
+/// Counts the session's failed attempts and, if its final outcome was a
+/// failure, the session with the status nginx logs for it.
+fn count(
+    s: &ngx_stream_session_t,
+    zone: *mut ngx::ffi::ngx_shm_zone_t,
+    summary: &Summary<Group>,
+    observed: &Observed<Group>,
+) {
+    if !summary.counts() || zone.is_null() {
+        return;
+    }
+    let status = u16::try_from(s.status).unwrap_or(0);
+    let states = session::states(s);
+    // SAFETY: the session's connection log is live.
+    let log = unsafe { (*s.connection).log };
+    crate::zone::count(zone, log, |add| {
+        for (idx, cause) in summary.failures() {
+            let up = upstream_label(summary.upstream(idx, Some(observed)), s);
+            add(&Key::stream_attempt(
+                up.as_bytes(),
+                session::peer_label(states.get(idx)),
+                cause,
+            ));
+        }
+        if let Some(o) = summary.outcome() {
+            let up = upstream_label(o.upstream, s);
+            add(&Key::session(up.as_bytes(), o.cause, status));
+        }
+    });
+}
