@@ -428,6 +428,19 @@ def table(cg, funcs, wr, n1, n2, rounds, seconds, build, with_where=True, haprox
     return "\n".join(lines)
 
 
+def write_section(marker, text):
+    """Puts `text` between docs/performance.md's `<!-- MARKER:start -->` and
+    `<!-- MARKER:end -->`; 1 if there are no such markers."""
+    doc = ROOT / "docs/performance.md"
+    s = doc.read_text()
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if start not in s or end not in s:
+        print(f"docs/performance.md has no {start} ... {end} section", file=sys.stderr)
+        return 1
+    doc.write_text(s[: s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):])
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
@@ -477,14 +490,7 @@ def main():
                  haproxy)
     print(text)
     if args.write:
-        doc = ROOT / "docs/performance.md"
-        s = doc.read_text()
-        start, end = f"<!-- {args.marker}:start -->", f"<!-- {args.marker}:end -->"
-        if start not in s or end not in s:
-            print(f"docs/performance.md has no {start} ... {end} section", file=sys.stderr)
-            return 1
-        s = s[: s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):]
-        doc.write_text(s)
+        return write_section(args.marker, text)
     return 0
 
 

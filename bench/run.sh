@@ -11,7 +11,11 @@
 #   bash bench/run.sh --distro  Debian's own /usr/sbin/nginx with the module
 #                               built against its nginx-dev, section
 #                               "bench-distro"
-#   bash bench/run.sh --all     both of the above
+#   bash bench/run.sh --stream  the stream module per TCP or UDP session
+#                               (bench/stream_bench.py, the vendored
+#                               build without --with-debug), section
+#                               "bench-stream"
+#   bash bench/run.sh --all     all of the above
 #
 # Further arguments go to bench.py (e.g. --rounds 5 --seconds 10).
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -20,8 +24,16 @@ rm -rf "$WORK/bench"
 what=vendored
 case "${1:-}" in
     --distro) what=distro; shift ;;
+    --stream) what=stream; shift ;;
     --all) what=all; shift ;;
 esac
+if [ "$what" = stream ] || [ "$what" = all ]; then
+    build_all
+    build_nodebug
+    /usr/bin/python3 "$ROOT/bench/stream_bench.py" --write --nginx "$WORK/nodebug/nginx" \
+        --module "$WORK/nodebug/ngx_stream_upstream_cause_module.so" --build "the vendored build"
+fi
+[ "$what" = stream ] && exit 0
 if [ "$what" != distro ]; then
     build_all
     build_nodebug

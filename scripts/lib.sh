@@ -106,11 +106,14 @@ build_nodebug() {
     say "building the module and nginx without --with-debug (target/nodebug)"
     (cd "$ROOT" && NGX_CONFIGURE_ARGS="--with-http_auth_request_module" CARGO_TARGET_DIR="$ROOT/target/nodebug" \
         cargo build --release --locked -p ngx-upstream-cause)
+    (cd "$ROOT" && NGX_CONFIGURE_ARGS="--with-http_auth_request_module" CARGO_TARGET_DIR="$ROOT/target/nodebug" \
+        cargo build --release --locked -p ngx-stream-upstream-cause)
     local nginx
     nginx=$(ls -t "$ROOT"/target/nodebug/release/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -1)
     [ -x "$nginx" ] || { echo "nginx binary not found under target/nodebug/release/build" >&2; return 1; }
     mkdir -p "$WORK/nodebug"
     ln -sf "$ROOT/target/nodebug/release/libngx_http_upstream_cause_module.so" "$WORK/nodebug/ngx_http_upstream_cause_module.so"
+    ln -sf "$ROOT/target/nodebug/release/libngx_stream_upstream_cause_module.so" "$WORK/nodebug/ngx_stream_upstream_cause_module.so"
     ln -sf "$nginx" "$WORK/nodebug/nginx"
 }
 

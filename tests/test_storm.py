@@ -2,13 +2,16 @@
 every fault kind the project knows, from HTTP/1.0, keep-alive HTTP/1.1 and
 HTTP/2 clients (some of which leave mid-request or mid-response), POST
 bodies up to 4 MiB, through keepalive upstreams, retries, error_page,
-auth_request and every balancer, with two workers, a reload every 3 s with a
+auth_request and every balancer, and TCP and UDP sessions through the
+stream module beside them (refused, silent close, reset, retried, echoed),
+with two workers, a reload every 3 s with a
 changing configuration (upstream groups and locations come and go, the
 zone's size changes once) and one binary upgrade under traffic. Every
 request is held to what its fault must give (status, header,
 $upstream_cause, the shape of $upstream_cause_list, aligned with
-$upstream_addr), the zone's counters to the access log exactly (per zone
-epoch), the error log to no alert, crash or internal error.
+$upstream_addr), each session to its server's outcome, the zones' counters
+(HTTP's and stream's) to the access logs exactly (per zone epoch), the
+error logs to no alert, crash or internal error.
 
 About 65 s here (6,000 requests spread over 60 s). The seed is random unless
 STORM_SEED is set; it is the first line of the output, and a failing run can
@@ -24,7 +27,7 @@ import subprocess
 import sys
 
 import conftest
-from conftest import GO_SERVICE, MODULE, NGINX_BIN, ROOT
+from conftest import GO_SERVICE, MODULE, NGINX_BIN, ROOT, STREAM_MODULE
 
 STORM = ROOT / "tests/storm/storm.py"
 
@@ -34,7 +37,7 @@ def test_storm(tmp_path):
     extra = shlex.split(os.environ.get("STORM_ARGS", ""))
     wrapper = os.environ.get("NGINX_WRAPPER", "")
     cmd = [sys.executable, str(STORM), "--requests", "6000", "--seconds", "60", "--seed", seed,
-           "--nginx", NGINX_BIN, "--module", MODULE, "--go-service", GO_SERVICE,
+           "--nginx", NGINX_BIN, "--module", MODULE, "--stream-module", STREAM_MODULE, "--go-service", GO_SERVICE,
            *(["--wrapper", wrapper] if wrapper else []), *extra, "--dir", str(tmp_path / "storm")]
     # the run's own bound, from the arguments that take effect (the last ones)
     p = argparse.ArgumentParser(add_help=False)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The dockerized scenarios: real failures across real containers, seen
-through nginx with the module. HTTP to nginx only; the logs of nginx and of
-the Go services come from read-only volumes. Prints one line per scenario
+through nginx with the modules. HTTP to nginx, and TCP to its stream
+proxy; the logs of nginx and of the Go services come from read-only
+volumes. Prints one line per scenario
 and a closing `N passed, N failed`; exits non-zero on any failure.
 
 Every request a scenario sends is counted by the cause its response carried
@@ -16,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -336,6 +338,49 @@ def s7_http2_upstream():
     return out
 
 
+# Through trixie's nginx's stream proxy (the stream module's package): a
+# TCP service that reads the request and closes without a byte, which
+# nginx logs as a success, and one that echoes.
+def tcp_session(port, payload=b"hello", timeout=30.0):
+    """Sends, reads until nginx closes; waits for the session's entry in
+    the stream access log. (what came back, the entry)."""
+    log = NGINX.access.parent / "stream.json"
+    seen = len(lines(log))
+    got = b""
+    with socket.create_connection((NGINX.url.hostname, port), timeout=timeout) as s:
+        s.sendall(payload)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    entry = wait_for(f"the session's entry in {log}",
+                     lambda: [json.loads(l) for l in lines(log)[seen:] if f'"server_port":"{port}"' in l])
+    return got, entry[0]
+
+
+def s9_tcp_service_crashes_on_the_request():
+    out = []
+    got, e = tcp_session(9000)
+    summary = (f"TCP :9000 -> {got!r} status={e['status']} upstream_cause={e['upstream_cause']} "
+               f"list={e['upstream_cause_list']!r} upstream_addr={e['upstream_addr']}")
+    check(got == b"" and (e["status"], e["upstream_cause"], e["upstream_cause_list"]) ==
+          ("200", "upstream_closed_silent", "upstream_closed_silent"), summary)
+    check(e["upstream_addr"].endswith(":9004"), summary)
+    err = NGINX.access.parent / "stream-error.log"
+    line = wait_for("the session's enriched line",
+                    lambda: [l for l in lines(err) if "upstream_cause=upstream_closed_silent status=200 " in l])
+    check(", server: 0.0.0.0:9000, " in line[0] and 'hint="the upstream closed the session' in line[0], line[0])
+    out += [summary, "enriched line: " + line[0].split("] ", 1)[-1]]
+    got, e = tcp_session(9001)
+    summary = (f"TCP :9001 -> {got!r} status={e['status']} upstream_cause={e['upstream_cause']!r} "
+               f"list={e['upstream_cause_list']!r}")
+    check(got == b"hello" and (e["status"], e["upstream_cause"], e["upstream_cause_list"]) == ("200", "", "-"),
+          summary)
+    out.append(summary)
+    return out
+
+
 # --- the offline classifier, on the logs of the scenarios above --------------
 
 def cli(*args, stdin=None):
@@ -440,8 +485,10 @@ SCENARIOS = [
     ("5 retry to a healthy peer", s5_retry_to_a_healthy_peer),
     ("6 fault upstream", s6_faults),
     ("7 HTTP/2 upstream (sid's nginx, proxy_http_version 2 and grpc_pass)", s7_http2_upstream),
-    # last: it reads what all the others left in the logs
+    # after 1-7: it reads what they left in the HTTP error logs
     ("8 the offline classifier (upstream-cause) on both nginx's error logs", s8_offline_classifier),
+    # (its lines go to the stream block's own error log)
+    ("9 a TCP service that crashes on the request (nginx's stream proxy)", s9_tcp_service_crashes_on_the_request),
 ]
 
 

@@ -8,16 +8,16 @@ from scenarios import DETAIL_OF, NO_DETAIL, VIA
 RID = re.compile(r"[?&]rid=(\d+)")
 
 
-class AccessLog:
-    """The JSON access log, read incrementally: rid -> (entry, line number)."""
+class JsonLines:
+    """A file of one JSON object a line, read incrementally: `poll()`
+    returns the objects of the lines complete since the last call, and
+    keeps the lines that are not JSON in `foreign`."""
 
     def __init__(self, path):
         self.path = path
         self.offset = 0
         self.tail = b""
         self.lines = 0
-        self.by_rid = {}
-        self.dups = []
         self.foreign = []
 
     def poll(self):
@@ -26,13 +26,12 @@ class AccessLog:
                 f.seek(self.offset)
                 data = f.read()
         except FileNotFoundError:
-            return
-        if not data:
-            return
+            return []
         self.offset += len(data)
         data = self.tail + data
         cut = data.rfind(b"\n") + 1
         self.tail = data[cut:]
+        out = []
         for raw in data[:cut].splitlines():
             if not raw.strip():
                 continue
@@ -43,12 +42,27 @@ class AccessLog:
             except ValueError:
                 self.foreign.append(raw[:300])
                 continue
+            e["n"] = n
+            e["raw"] = raw[:300]
+            out.append(e)
+        return out
+
+
+class AccessLog(JsonLines):
+    """The JSON access log: rid -> entry (with its line number, `n`)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.by_rid = {}
+        self.dups = []
+
+    def poll(self):
+        for e in super().poll():
             m = RID.search(e.get("u", ""))
             if not m:
-                self.foreign.append(raw[:300])
+                self.foreign.append(e["raw"])
                 continue
             rid = int(m.group(1))
-            e["n"] = n
             if rid in self.by_rid:
                 self.dups.append((rid, e))
             else:

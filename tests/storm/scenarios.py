@@ -429,6 +429,9 @@ class ConfigGen:
         self.extra_locs = []  # (name, fault)
         self.serial = 0
         self.zone_size = "1m"
+        # (nginx's own stream module where it is dynamic, ours, the stream
+        # block for a zone size), set by the storm when it runs sessions
+        self.stream = None
         self.go_ka_keepalive = 8
 
     def mutate(self):
@@ -497,8 +500,13 @@ class ConfigGen:
 """ if self.auth else ""
         listen_h2 = {"on": "        http2 on;", "listen": f"        listen 127.0.0.1:{e.h2_port} http2;",
                      None: ""}[self.http2]
+        stream_load, stream_block = "", ""
+        if self.stream:
+            core, module, block = self.stream
+            stream_load = (f"load_module {core};\n" if core else "") + f"load_module {module};\n"
+            stream_block = block(self.zone_size)
         return f"""load_module {self.module};
-daemon on;
+{stream_load}daemon on;
 master_process on;
 worker_processes {self.workers};
 {"user root;" if self.user_root else ""}
@@ -573,4 +581,4 @@ http {{
         location = /metrics {{ upstream_cause_metrics; }}
     }}
 }}
-"""
+{stream_block}"""

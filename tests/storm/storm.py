@@ -51,11 +51,14 @@ sys.path.insert(0, str(HERE))
 import check  # noqa: E402
 import clients  # noqa: E402
 import scenarios as scn  # noqa: E402
+import sessions  # noqa: E402
 import world  # noqa: E402
 
 ROOT = world.ROOT
 DEFAULT_NGINX = os.environ.get("NGINX_BIN", str(ROOT / ".work/bin/nginx"))
 DEFAULT_MODULE = os.environ.get("UPSTREAM_CAUSE_MODULE", str(ROOT / ".work/modules/ngx_http_upstream_cause_module.so"))
+DEFAULT_STREAM_MODULE = os.environ.get("UPSTREAM_CAUSE_STREAM_MODULE",
+                                       str(ROOT / ".work/modules/ngx_stream_upstream_cause_module.so"))
 DEFAULT_GO = os.environ.get("GO_SERVICE", str(ROOT / ".work/bin/go-service"))
 
 BODY = b"x" * (4 * 1024 * 1024)
@@ -103,7 +106,11 @@ class Storm:
         # zones: worker pid -> zone epoch
         self.zone = 0
         self.zone_of = {}
-        self.scrapes = []  # (zone, log lines seen, attempts, responses, series, dropped, label)
+        self.scrapes = []  # (zone, log lines seen, attempts, responses, series, dropped, label, stream)
+        # the stream sessions: per listener port, the sessions nginx got
+        self.sessions = []
+        self.stream_sent = {}
+        self.stream_log = None
         self.reloads = 0
         self.upgrades = 0
         self.rss = []  # (label, {pid: kB})
@@ -139,6 +146,15 @@ class Storm:
         self.crashy = world.SupervisedGo(a.go_service, self.dir / "go-crashy.log",
                                          delay=0.2, max_restarts=max(100, a.requests)).start()
         self.faults = world.FaultUpstreams(self.dir).start()
+        # the stream fault backends (docker/faults/stream_faults.py)
+        self.stream_faults = {m: world.free_port() for m in ("echo", "close", "reset", "udp-echo")}
+        self.stream_helper = world.Helper(
+            self.dir / "stream-faults.log",
+            [sys.executable, str(sessions.STREAM_FAULTS),
+             *[f"{m}@127.0.0.1:{p}" for m, p in self.stream_faults.items()]]).start()
+        for m, port in self.stream_faults.items():
+            if not m.startswith("udp-"):
+                world.wait_port(port, proc=self.stream_helper.proc)
         # unix sockets in a short directory of their own (sun_path holds 107 bytes)
         self.sock_dir = Path(tempfile.mkdtemp(prefix="storm-sock-", dir="/tmp"))
         self.fpm = world.PhpFpm(self.dir / "fpm", self.sock_dir / "fpm.sock", children=2).start()
@@ -175,6 +191,18 @@ class Storm:
             raise ValueError(f"--without: no such scenario {sorted(unknown)}")
         self.gen = scn.ConfigGen(env, self.rng, prefix, self.nginx.module, a.workers, os.geteuid() == 0,
                                  auth=auth, http2=http2)
+        # TCP and UDP sessions through the stream module, where nginx has stream
+        if "--with-stream" in configure and a.stream_sessions:
+            dead = [world.dead_port() for _ in range(3)]
+            self.sessions = sessions.scenarios(self.stream_faults, dead)
+            for sess in self.sessions:
+                sess.port = world.free_port()
+                self.stream_sent[sess.port] = 0
+            core = (Path(self.nginx.binary).resolve().parent.parent / "lib/nginx/modules/ngx_stream_module.so"
+                    if "--with-stream=dynamic" in configure else None)
+            self.gen.stream = (core, str(Path(a.stream_module).resolve()),
+                               lambda size: sessions.config(self.sessions, prefix, self.stream_faults, dead, size))
+            self.stream_log = sessions.StreamLog(prefix / "logs/stream.log")
         self.event(f"nginx {'.'.join(map(str, version))}: HTTP/2 {http2 or 'absent'}, "
                    f"auth_request {'yes' if auth else 'absent'}")
         if not a.no_reloads:
@@ -188,7 +216,7 @@ class Storm:
         self.event(f"nginx up: master {self.nginx.master}, workers {self.nginx.workers()}")
 
     def teardown(self):
-        for attr in ("nginx", "go", "crashy", "faults", "fpm"):
+        for attr in ("nginx", "go", "crashy", "faults", "fpm", "stream_helper"):
             obj = getattr(self, attr, None)
             if obj is None:
                 continue
@@ -281,6 +309,21 @@ class Storm:
         self.body_bytes += n
         return memoryview(BODY)[:n]
 
+    def through_gate(self, idx, on_pause=None):
+        """Announces the client `idx` busy, then waits while the traffic is
+        paused (see quiesce()), calling `on_pause` as it starts to wait;
+        False when the run stops meanwhile."""
+        self.busy[idx] = -1
+        while not self.gate.is_set():
+            self.busy[idx] = 0
+            if on_pause is not None:
+                on_pause()
+            self.gate.wait(0.5)
+            if self.stop.is_set() or time.monotonic() > self.deadline:
+                return False
+            self.busy[idx] = -1
+        return True
+
     def client(self, idx):
         rng = random.Random(f"storm-{self.seed}-client-{idx}")
         results = self.results[idx]
@@ -298,19 +341,19 @@ class Storm:
                     if wait <= 0:
                         break
                     time.sleep(min(wait, 0.5))
-                # announce, then look at the gate (see quiesce())
-                self.busy[idx] = -1
-                while not self.gate.is_set():
-                    self.busy[idx] = 0
-                    if conn is not None:
-                        # paused: an idle HTTP/2 connection would hold a
-                        # worker that shuts down in its lingering close (5 s)
+                closed = []
+
+                def pause(conn=conn):
+                    # paused: an idle HTTP/2 connection would hold a worker
+                    # that shuts down in its lingering close (5 s)
+                    if conn is not None and not closed:
                         conn.close()
-                        conn = None
-                    self.gate.wait(0.5)
-                    if self.stop.is_set() or time.monotonic() > deadline:
-                        return
-                    self.busy[idx] = -1
+                        closed.append(conn)
+
+                if not self.through_gate(idx, on_pause=pause):
+                    return
+                if closed:
+                    conn = None
                 scs, cum, epoch = self.table
                 self.busy[idx] = epoch
                 sc = rng.choices(scs, cum_weights=cum)[0]
@@ -347,6 +390,40 @@ class Storm:
             self.busy[idx] = 0
             if conn is not None:
                 conn.close()
+
+    def stream_client(self, idx):
+        """TCP and UDP sessions, as many as --stream-sessions says, spread
+        like the requests; paused with them (see quiesce())."""
+        a = self.args
+        rng = random.Random(f"storm-{self.seed}-stream")
+        cum, total = [], 0
+        for sess in self.sessions:
+            total += sess.weight
+            cum.append(total)
+        rate = a.stream_sessions / a.seconds if a.seconds else None
+        try:
+            for n in range(a.stream_sessions):
+                if self.stop.is_set() or time.monotonic() > self.deadline:
+                    break
+                while rate and not self.stop.is_set():
+                    wait = self.t0 + self.paused + n / rate - time.monotonic()
+                    if wait <= 0:
+                        break
+                    time.sleep(min(wait, 0.5))
+                if not self.through_gate(idx):
+                    return
+                self.busy[idx] = 1
+                sess = rng.choices(self.sessions, cum_weights=cum)[0]
+                got, err = sessions.session(sess)
+                if got:
+                    self.stream_sent[sess.port] += 1
+                if err:
+                    self.error(f"{sess.name}: client: {err}")
+                self.busy[idx] = 0
+        except Exception as exc:
+            self.error(f"the stream client died: {type(exc).__name__}: {exc}")
+        finally:
+            self.busy[idx] = 0
 
     def send(self, sc, uri, body, rng, conn, budget, port):
         """One request for sc; returns (result, persistent connection, its budget)."""
@@ -436,6 +513,7 @@ class Storm:
                 break
             time.sleep(0.005)
         self.wait_logged(deadline)
+        self.wait_stream_logged(deadline)
         return t
 
     def resume(self, since):
@@ -455,6 +533,20 @@ class Storm:
             want = missing
             time.sleep(0.02)
 
+    def wait_stream_logged(self, deadline):
+        """Every session nginx got is in the stream access log."""
+        if self.stream_log is None:
+            return
+        want = sum(self.stream_sent.values())
+        while True:
+            self.stream_log.poll()
+            if len(self.stream_log.entries) >= want:
+                return
+            if time.monotonic() > deadline:
+                self.error(f"{want - len(self.stream_log.entries)} stream sessions not in the stream access log")
+                return
+            time.sleep(0.02)
+
     def scrape(self):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.env.metrics_port}/metrics", timeout=20) as r:
             if r.status != 200 or r.headers.get("Content-Type") != "text/plain; version=0.0.4":
@@ -462,6 +554,7 @@ class Storm:
             text = r.read().decode()
         samples = check.parse_metrics(text)
         att, resp = check.counters(samples)
+        self.last_stream = sessions.counters(samples)
         series = int(samples.get(("nginx_upstream_cause_zone_series", ()), -1))
         dropped = int(samples.get(("nginx_upstream_cause_zone_dropped_total", ()), -1))
         return att, resp, series, dropped
@@ -470,7 +563,9 @@ class Storm:
         """Scrape now (quiesced) as the end of the current zone epoch."""
         self.log.poll()
         att, resp, series, dropped = self.scrape()
-        self.scrapes.append((self.zone, self.log.lines, att, resp, series, dropped, label))
+        seen = len(self.stream_log.entries) if self.stream_log else 0
+        self.scrapes.append((self.zone, self.log.lines, att, resp, series, dropped, label,
+                             (seen,) + self.last_stream))
         self.event(f"zone epoch {self.zone} scraped ({label}): {sum(att.values())} attempts, "
                    f"{sum(resp.values())} responses, {series} series")
 
@@ -500,7 +595,7 @@ class Storm:
         self.zone += 1
         self.reload(size_change=True)
         att, resp, series, dropped = self.scrape()
-        if att or resp or series != 0:
+        if att or resp or any(self.last_stream) or series != 0:
             self.error(f"after the zone size change the counters did not start from zero: {series} series, "
                        f"{att} {resp}")
         self.resume(since)
@@ -528,13 +623,17 @@ class Storm:
     def run(self):
         a = self.args
         n_threads = a.threads
-        self.busy = [0] * n_threads
+        # the stream client's slot is the last
+        self.busy = [0] * (n_threads + 1)
         self.results = [[] for _ in range(n_threads)]
         hard_cap = (a.seconds * 2 + 60) if a.seconds else 3600
         self.deadline = time.monotonic() + hard_cap
         self.t0 = time.monotonic()
         threads = [threading.Thread(target=self.client, args=(i,), name=f"client-{i}", daemon=True)
                    for i in range(n_threads)]
+        if self.sessions:
+            threads.append(threading.Thread(target=self.stream_client, args=(n_threads,), name="stream-client",
+                                            daemon=True))
         for t in threads:
             t.start()
         warm = max(100, min(2000, a.requests // 50))
@@ -640,20 +739,29 @@ class Storm:
         self.n_checked = n_checked
         # the counters, per zone epoch
         self.unscraped = 0
-        for zone, nlines, att, resp, series, dropped, label in self.scrapes:
+        stream_items = self.verify_sessions()
+        for zone, nlines, att, resp, series, dropped, label, (nseen, s_att, s_sess) in self.scrapes:
             items = [(sc, e) for sc, e in zone_items.get(zone, []) if e["n"] < nlines]
             self.unscraped += sum(1 for sc, e in zone_items.get(zone, []) if e["n"] >= nlines)
             want_att, want_resp = check.expected_counts(items)
             errs = check.diff_counts(f"zone epoch {zone} ({label}) attempts", want_att, att)
             errs += check.diff_counts(f"zone epoch {zone} ({label}) responses", want_resp, resp)
+            # the stream zone's, from the stream access log's entries of the epoch
+            s_items = [(sess, e) for i, sess, e in stream_items.get(zone, []) if i < nseen]
+            want_s_att, want_s_sess = sessions.expected_counts(s_items)
+            errs += check.diff_counts(f"zone epoch {zone} ({label}) stream attempts", want_s_att, s_att)
+            errs += check.diff_counts(f"zone epoch {zone} ({label}) stream sessions", want_s_sess, s_sess)
             if dropped != 0:
                 errs.append(f"zone epoch {zone}: dropped_total {dropped}")
-            if series != len(att) + len(resp):
-                errs.append(f"zone epoch {zone}: {series} series, {len(att) + len(resp)} in the scrape")
+            in_scrape = len(att) + len(resp) + len(s_att) + len(s_sess)
+            if series != in_scrape:
+                errs.append(f"zone epoch {zone}: {series} series, {in_scrape} in the scrape")
             for err in errs:
                 self.error(err)
             self.event(f"zone epoch {zone} ({label}): {len(items)} requests, {sum(want_att.values())} attempts, "
-                       f"{sum(want_resp.values())} responses; {'equal' if not errs else f'{len(errs)} differences'}")
+                       f"{sum(want_resp.values())} responses; {len(s_items)} stream sessions, "
+                       f"{sum(want_s_att.values())} attempts, {sum(want_s_sess.values())} failed sessions; "
+                       f"{'equal' if not errs else f'{len(errs)} differences'}")
         # the error log
         bad = [l for l in err_text.splitlines() if BAD_LINES.search(l)]
         crit = [l for l in err_text.splitlines() if "[crit]" in l and not EXPECTED_CRIT.search(l)]
@@ -667,6 +775,51 @@ class Storm:
             if len(notices) != 1:
                 self.error(f"{len(notices)} zone size-change notices, 1 expected")
         self.crashes = len(self.crashy.exits)
+
+    def verify_sessions(self):
+        """Each stream session against its server, the count per port, the
+        enriched lines, the stream error log; returns the entries by zone
+        epoch: {zone: [(index in the log, session, entry)]}."""
+        self.per_session = {}
+        if self.stream_log is None:
+            return {}
+        self.stream_log.poll()
+        for raw in self.stream_log.foreign[:10]:
+            self.error(f"a stream access-log line that could not be read: {raw!r}")
+        by_port = {sess.port: sess for sess in self.sessions}
+        logged, failed, out = {}, {}, {}
+        for i, e in enumerate(self.stream_log.entries):
+            sess = by_port.get(int(e["sp"]))
+            if sess is None:
+                self.error(f"a stream session on port {e['sp']}, which no server of ours has: {e}")
+                continue
+            logged[sess.port] = logged.get(sess.port, 0) + 1
+            if e["c"]:
+                failed[sess.port] = failed.get(sess.port, 0) + 1
+            for err in sessions.check_entry(sess, e):
+                self.error(err)
+            z = self.zone_of.get(int(e["p"]))
+            if z is None:
+                self.error(f"{sess.name}: served by worker {e['p']}, which no master of ours had")
+                continue
+            out.setdefault(z, []).append((i, sess, e))
+        text = (self.nginx.prefix / "logs/stream-error.log").read_text(errors="replace")
+        lines, bad = sessions.lines_per_port(text)
+        for raw in bad[:10]:
+            self.error(f"a stream enriched line that could not be read: {raw}")
+        for sess in self.sessions:
+            n = logged.get(sess.port, 0)
+            self.per_session[sess.name] = n
+            if n != self.stream_sent[sess.port]:
+                self.error(f"{sess.name}: {self.stream_sent[sess.port]} sessions, {n} in the stream access log")
+            got = lines.get(sess.port, [])
+            want = failed.get(sess.port, 0)
+            if len(got) != want or any(line != (sess.cause, sess.status) for line in got):
+                self.error(f"{sess.name}: {len(got)} enriched lines {sorted(set(got))}, {want} expected "
+                           f"({sess.cause} {sess.status})")
+        for line in [l for l in text.splitlines() if BAD_LINES.search(l) or "[crit]" in l][:30]:
+            self.error(f"stream error log: {line}")
+        return out
 
     def zone_size_changed_expected(self):
         return any(label == "before the zone size change" for *_, label in self.scrapes)
@@ -686,6 +839,9 @@ class Storm:
               f"requests on old workers after the pre-upgrade scrape (checked one by one, not counted): "
               f"{self.unscraped}")
         print(f"  Go service crashes (/crash) restarted by the supervisor: {self.crashes}")
+        if self.sessions:
+            print("  stream sessions (logged, each checked): " + ", ".join(
+                f"{sess.name} x{getattr(self, 'per_session', {}).get(sess.name, 0)}" for sess in self.sessions))
         print("  clients: " + ", ".join(f"{p} x{n}" for p, n in sorted(self.per_proto.items())))
         print("  per fault kind (requests, failed checks); outcomes as status:cause x count:")
         for kind in sorted(self.per_kind):
@@ -725,6 +881,9 @@ def parse_args(argv=None):
     p.add_argument("--reload-every", type=float, default=3.0)
     p.add_argument("--nginx", default=DEFAULT_NGINX)
     p.add_argument("--module", default=DEFAULT_MODULE)
+    p.add_argument("--stream-module", default=DEFAULT_STREAM_MODULE)
+    p.add_argument("--stream-sessions", type=int, default=None,
+                   help="TCP and UDP sessions through the stream module (default: a tenth of --requests; 0: none)")
     p.add_argument("--go-service", default=DEFAULT_GO)
     p.add_argument("--wrapper", default=None, help='a command nginx runs under, e.g. "valgrind --leak-check=no"')
     p.add_argument("--dir", default=None, help="run directory (default: a new one under $TMPDIR)")
@@ -738,6 +897,8 @@ def parse_args(argv=None):
         args.seed = random.SystemRandom().randrange(1, 2 ** 31)
     args.threads = max(1, min(args.threads, 64))
     args.without = [w for w in args.without.split(",") if w]
+    if args.stream_sessions is None:
+        args.stream_sessions = args.requests // 10
     if args.requests < 1:
         p.error("--requests must be at least 1")
     return args
