@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REFUSED_DETAIL, dead_port, free_port, request
+from conftest import REFUSED_DETAIL, WRAPPER_SLOWDOWN, dead_port, free_port, request
 
 RESET_DETAIL = "recv() failed (104: Connection reset by peer) while proxying and reading from upstream"
 UDP_REFUSED_DETAIL = "recv() failed (111: Connection refused) while proxying and reading from upstream"
@@ -323,10 +323,20 @@ def test_resolve_failed(nginx_factory, nxdomain_resolver, stream_faults):
     assert f"status={e['status']} attempts=0 peer=- " in line, line
 
 
-def worker_pid(n):
-    master = int((n.prefix / "logs/nginx.pid").read_text())
-    (child,) = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(child)
+def worker_pid(n, timeout=10.0):
+    """The one worker's pid. nginx listens before it writes its pid file
+    and forks its worker (long before, under valgrind): both are waited
+    for, bounded."""
+    deadline = time.monotonic() + timeout * WRAPPER_SLOWDOWN
+    while True:
+        pidfile = n.prefix / "logs/nginx.pid"
+        if pidfile.exists() and pidfile.read_text().strip():
+            master = int(pidfile.read_text())
+            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+            if len(children) == 1:
+                return int(children[0])
+        assert time.monotonic() < deadline, "no nginx worker"
+        time.sleep(0.02)
 
 
 def wait_output(path, text, count=1, timeout=10.0):
@@ -345,6 +355,8 @@ def test_send_failed(nginx_factory, stream_faults):
     worker = worker_pid(n)
     with socket.create_connection(("127.0.0.1", n.ports["one"]), timeout=10) as s:
         wait_output(f["log"], "accepted")
+        # nginx has seen its connect complete (not only the kernel)
+        n.wait_error(rf"proxy 127\.0\.0\.1:\d+ connected to 127\.0\.0\.1:{f['reset-on-signal']}")
         os.kill(worker, signal.SIGSTOP)
         try:
             s.sendall(b"hello")
