@@ -313,8 +313,8 @@ done
 
 {
     echo "nginx-tests: $TESTS ($(git -C "$TESTS" log -1 --format='%h %cs' 2>/dev/null || echo 'not a git checkout')), ${#files[@]} files, $JOBS at a time"
-    echo "nginx: $(readlink -f "$NGINX_BIN"); module: $(readlink -f "$MODULE")"
-    echo "module run: TEST_NGINX_GLOBALS='$BASE_GLOBALS load_module $SO;' TEST_NGINX_GLOBALS_HTTP='$MODULE_HTTP_GLOBALS'"
+    echo "nginx: $(readlink -f "$NGINX_BIN"); modules: $(readlink -f "$MODULE"), $(readlink -f "$STREAM_MODULE")"
+    echo "module run: $(mode_env module | sed -n 's/^\(TEST_NGINX_GLOBALS[A-Z_]*\)=\(.*\)/\1='"'"'\2'"'"'/p' | paste -sd' ')"
     echo
     for mode in plain module; do
         printf '%-7s %3d passed, %3d skipped, %3d failed  (%s s)\n' "$mode:" "$(count "$mode" passed)" \
