@@ -59,7 +59,9 @@ pub struct Observation {
     pub header_sent: bool,
     /// The client connection had failed (`r->connection->error`).
     pub client_error: bool,
-    /// HTTP: the status nginx recorded for this attempt (`u->state->status`), 0 if none.
+    /// HTTP: the status nginx recorded for this attempt (`u->state->status`),
+    /// 0 if none. Stream: the session's `$status` on its last attempt,
+    /// once nginx set it, else 0.
     pub status: u16,
     /// With `End::NoLivePeer`: a live server of the group was at its
     /// `max_conns` limit (see [`crate::peers::saturated`]).
@@ -289,10 +291,12 @@ fn session_cause(o: &Observation, s: &Session) -> Option<Cause> {
         // as it should.
         return (!s.upstream_sent && s.client_sent).then_some(Cause::UpstreamClosedSilent);
     }
-    // Nobody closed, nothing failed, nginx ended it: proxy_timeout
-    // passed with no byte either way ("connection timed out", at info).
+    // Nobody closed, nothing failed, nginx ended it as a success:
+    // proxy_timeout passed with no byte either way ("connection timed
+    // out", at info). (`status` is the session's, once nginx set it: its
+    // own 500 after an internal error is not an idle session.)
     let ended = s.client_ended || o.client_error || s.shutdown;
-    (o.end == End::Finalized && !ended).then_some(Cause::IdleTimeout)
+    (o.end == End::Finalized && !ended && matches!(o.status, 0 | 200)).then_some(Cause::IdleTimeout)
 }
 
 /// The body broke after the header: only nginx's own text says so, since a
@@ -833,6 +837,9 @@ mod tests {
             (session(End::Finalized, true, Session { client_ended: true, ..TCP_SENT }, None), None),
             (Observation { client_error: true, ..session(End::Finalized, true, TCP_SENT, None) }, None),
             (session(End::Finalized, true, Session { shutdown: true, ..TCP_SENT }, None), None),
+            // nginx's own error after the connect (its 500), not an idle end
+            (Observation { status: 500, ..session(End::Finalized, true, TCP_SENT, None) }, None),
+            (Observation { status: 200, ..session(End::Finalized, true, TCP_SENT, None) }, Some(Cause::IdleTimeout)),
             // two dead peers with max_fails=1, second session
             (
                 Observation { end: End::NoLivePeer, session: Some(TCP_SENT), message: msg("no live upstreams while connecting to upstream"), ..Default::default() },

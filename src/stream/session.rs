@@ -244,14 +244,18 @@ pub fn line(log: &ngx_log_t, line: &[u8]) {
     }
 }
 
-/// What the session reports, from its records and nginx's states.
+/// What the session reports, from its records and nginx's states. The
+/// session's `$status` (0 until nginx sets it, when it ends the session)
+/// goes with its last attempt.
 pub fn summary(s: &ngx_stream_session_t, observed: Option<&Observed<Group>>) -> Summary<Group> {
-    let states = states(s).iter().map(|st| State {
-        status: 0,
+    let all = states(s);
+    let status = u16::try_from(s.status).unwrap_or(0);
+    let states = all.iter().enumerate().map(|(i, st)| State {
+        status: if i + 1 == all.len() { status } else { 0 },
         header_received: false,
         has_peer: !st.peer.is_null(),
     });
     // SAFETY: the session's upstream, null or live while the session is.
     let current = unsafe { s.upstream.as_ref() }.and_then(Group::of);
-    summarize(observed, states, current, u16::try_from(s.status).unwrap_or(0))
+    summarize(observed, states, current, status)
 }
