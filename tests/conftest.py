@@ -82,7 +82,7 @@ JSON_FORMAT = (
 # stream's access log: one JSON object per session
 STREAM_FORMAT = (
     "log_format stream_json escape=json '{"
-    '"status":"$status","server_port":"$server_port","connection":"$connection",'
+    '"status":"$status","server_port":"$server_port","pid":"$pid","connection":"$connection",'
     '"bytes_received":"$bytes_received","bytes_sent":"$bytes_sent",'
     '"upstream_addr":"$upstream_addr","upstream_bytes_received":"$upstream_bytes_received",'
     '"upstream_cause":"$upstream_cause","upstream_cause_list":"$upstream_cause_list",'
@@ -217,7 +217,9 @@ def request(port, path, method="GET", headers=None, body=None, timeout=15):
 # the rest of the suite has run. OTHER_LOGS: the logs of the nginx that
 # tests run on their own (the storm's), as (name, error log, access log,
 # error_log level, the access log's keys for pid, connection, method, uri,
-# $upstream_cause_list and $upstream_status).
+# $upstream_cause_list and $upstream_status, stream's access log, its keys
+# for pid, connection, $upstream_cause_list and $upstream_addr, and stream's
+# error log).
 INSTANCES = []
 OTHER_LOGS = []
 

@@ -244,6 +244,55 @@ def test_since_until_and_by(failing_log, tmp_path):
     assert bad.returncode == 2 and b"invalid time" in bad.stderr
 
 
+# The prefixes people's tools put in front of nginx's line (docs/cli.md),
+# each with the source it names: as `kubectl logs`, `docker compose logs`,
+# journald and syslog hand a real log over, from two sources at once.
+PREFIXES = [
+    (lambda src: "2017-05-10T06:50:00.434167704Z ", None),                      # docker logs -t
+    (lambda src: "2030-01-01T00:00:00+00:00 ", None),                             # kubectl logs --timestamps
+    (lambda src: f"[pod/ingress-{src}/controller] ", "pod/ingress-{src}/controller"),  # kubectl logs --prefix
+    (lambda src: f"\x1b[32mingress-{src}\x1b[0m \x1b[34mcontroller\x1b[0m ", "ingress-{src} controller"),  # stern
+    (lambda src: f"web-{src}  | ", "web-{src}"),                                  # docker compose logs
+    (lambda src: f"12:00:00 web.{src} | ", "web.{src}"),                           # foreman
+    (lambda src: f"Apr 21 08:13:58 box-{src} nginx[30946]: ", "box-{src}"),      # journald short
+    (lambda src: f"2024-04-21T08:13:58+0000 box-{src} nginx[30946]: ", "box-{src}"),  # journald short-iso
+    (lambda src: f"<187>Apr 21 08:13:58 box-{src} nginx: ", "box-{src}"),        # syslog RFC 3164
+    (lambda src: f"<187>1 2024-04-21T08:13:58.000Z box-{src} nginx - - - ", "box-{src}"),  # syslog RFC 5424
+    (lambda src: "@400000006624cb6a2c3b1f0c ", None),                            # s6
+    (lambda src: "2024-04-21_08:13:58.12345 ", None),                            # svlogd
+]
+
+
+@pytest.mark.parametrize("form", range(len(PREFIXES)))
+def test_a_log_handed_over_with_a_prefix_reads_as_the_plain_one(failing_log, tmp_path, form):
+    """The real log of two workers, as two pods' or services' (the same
+    `*N` in both), interleaved line by line behind each prefix form."""
+    prefix, names = PREFIXES[form]
+    plain = requests_of(stdin=failing_log)
+    lines = failing_log.splitlines(keepends=True)
+    key = lambda r: (r["pid"], r["connection"], r["request"], r["causes"])
+    if names is None:
+        # no source in the prefix: one log's lines
+        got = requests_of(stdin=b"".join(prefix("").encode() + l for l in lines))
+        assert sorted(map(key, got)) == sorted(map(key, plain))
+        assert {r["origin"] for r in got} == {None}
+        return
+    both = b"".join(prefix(src).encode() + l for pair in zip(lines, lines) for src, l in zip("ab", pair))
+    got = requests_of(stdin=both)
+    assert len(got) == 2 * len(plain) == 80
+    for src in "ab":
+        mine = [r for r in got if r["origin"] == names.format(src=src)]
+        assert sorted(map(key, mine)) == sorted(map(key, plain)), src
+    summary = cli("summary", stdin=both).stdout.decode()
+    assert "upstream-cause: 80 failed requests, 120 failed attempts" in summary, summary
+    assert f"failed requests by source: {names.format(src='a')} (40), {names.format(src='b')} (40)" in summary, summary
+    assert re.search(r"skipped: 0 lines not in nginx's error-log format", summary), summary
+    # nginx's own time, not the prefix's, for --since and --until
+    first = plain[0]["time"].replace("/", "-").replace(" ", "T")
+    assert len(requests_of("--since", first, stdin=both)) == 80
+    assert requests_of("--until", first, stdin=both) == []
+
+
 def on_a_terminal(args, env):
     """The CLI's output when its standard output is a terminal (a pty)."""
     import pty
@@ -356,11 +405,15 @@ EXPLAINED = {
     # module sees that the body was not sent (test_taxonomy's send_failed)
     ("send_failed", "upstream_reset"),
 }
-# nginx logs a client leaving at info: not in a log at notice and above
-INFO_ONLY = {"client_closed"}
+# nginx logs a client leaving at info, and stream's silent close and idle
+# timeout: not in a log at notice and above
+INFO_ONLY = {"client_closed", "upstream_closed_silent", "idle_timeout"}
 LEVELS = ["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 SUITE_KEYS = dict(pid="pid", connection="connection", method="method", uri="uri",
                   list="upstream_cause_list", status="upstream_status")
+# stream's access log (conftest.STREAM_FORMAT): a session is its connection
+# (`status`: an attempt was made)
+SUITE_STREAM_KEYS = dict(pid="pid", connection="connection", list="upstream_cause_list", status="upstream_addr")
 
 
 def entries(path):
@@ -375,15 +428,16 @@ def listed_failures(entry, k):
 
 @pytest.mark.after_suite
 def test_the_text_alone_agrees_with_the_module_attempt_by_attempt():
-    logs = [(n.prefix.parent.name, n.error_log, n.access_log, n.error_level, SUITE_KEYS)
+    logs = [(n.prefix.parent.name, n.error_log, n.access_log, n.error_level, SUITE_KEYS,
+             n.stream_log, SUITE_STREAM_KEYS, n.error_log)
             for n in conftest.INSTANCES
             if n.error_log.exists() and n.access_log.exists() and not getattr(n, "rotated", False)]
     if len(logs) < 50:
         pytest.skip(f"the agreement check reads the whole suite's logs ({len(logs)} nginx ran)")
     logs += [l for l in conftest.OTHER_LOGS if l[1].exists() and l[2].exists()]
-    compared = agree = 0
+    compared = agree = sessions = 0
     explained, unexplained, not_in_text, not_in_log = Counter(), Counter(), Counter(), Counter()
-    for name, error_log, access_log, level, k in logs:
+    for name, error_log, access_log, level, k, stream_log, sk, stream_error_log in logs:
         module = defaultdict(list)
         off = set()
         for e in entries(access_log):
@@ -392,10 +446,15 @@ def test_the_text_alone_agrees_with_the_module_attempt_by_attempt():
                 module[key] += listed_failures(e, k)
                 if not e[k["list"]] and e[k["status"]] not in ("", "-"):
                     off.add(key)     # attempts made where upstream_cause is off
-        # stream's sessions (tests/test_stream*.py) are not HTTP requests:
-        # their lines, whose suffix has the byte counts, are not compared
-        text = b"".join(l for l in without_module_lines(error_log.read_bytes()).splitlines(keepends=True)
-                        if b", bytes from/to client:" not in l)
+        # stream's sessions (tests/test_stream*.py, the storm's), each its connection
+        for e in entries(stream_log) if stream_log.exists() else []:
+            key = (e[sk["pid"]], e[sk["connection"]], "stream", "")
+            module[key] += listed_failures(e, sk)
+            if not e[sk["list"]] and e[sk["status"]] not in ("", "-"):
+                off.add(key)
+        text = without_module_lines(error_log.read_bytes())
+        if stream_error_log != error_log and stream_error_log.exists():
+            text += without_module_lines(stream_error_log.read_bytes())
         offline = defaultdict(list)
         for r in requests_of(stdin=text):
             causes = [f["cause"] for f in r["failures"]]
@@ -405,6 +464,9 @@ def test_the_text_alone_agrees_with_the_module_attempt_by_attempt():
                 continue
             method, _, rest = r["request"].partition(" ")
             uri = rest.rsplit(" ", 1)[0]
+            if r["stream"] is not None:
+                method, uri = "stream", ""
+                sessions += len(causes)
             key = (str(r["pid"]), str(r["connection"]), method, uri)
             if key in off and not module[key]:
                 not_in_log["attempts where upstream_cause is off"] += len(causes)
@@ -436,14 +498,15 @@ def test_the_text_alone_agrees_with_the_module_attempt_by_attempt():
         for key, got in offline.items():
             for t in got:
                 unexplained[(None, t, name, key[3])] += 1
-    print(f"\nagreement over {len(logs)} nginx runs: {compared} failed attempts compared, {agree} agree")
-    for (c, t), n in sorted(explained.items()):
-        print(f"  explained: module {c}, text {t}: {n}")
-    for c, n in sorted(not_in_text.items()):
-        print(f"  not in nginx's text: {c}: {n}")
-    for c, n in sorted(not_in_log.items()):
-        print(f"  not in the module's list: {c}: {n}")
-    for x, n in sorted(unexplained.items(), key=str):
-        print(f"  DISAGREE module {x[0]} text {x[1]} ({x[2]} {x[3]}): {n}")
-    assert compared >= 300
+    report = [f"agreement over {len(logs)} nginx runs: {compared} failed attempts compared ({sessions} of stream "
+              f"sessions), {agree} agree"]
+    report += [f"  explained: module {c}, text {t}: {n}" for (c, t), n in sorted(explained.items())]
+    report += [f"  not in nginx's text: {c}: {n}" for c, n in sorted(not_in_text.items())]
+    report += [f"  not in the module's list: {c}: {n}" for c, n in sorted(not_in_log.items())]
+    report += [f"  DISAGREE module {x[0]} text {x[1]} ({x[2]} {x[3]}): {n}"
+               for x, n in sorted(unexplained.items(), key=str)]
+    print("\n" + "\n".join(report))
+    # for docs/testing.md
+    (ROOT / ".work/agreement.txt").write_text("\n".join(report) + "\n")
+    assert compared >= 300 and sessions >= 30
     assert not unexplained

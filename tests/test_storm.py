@@ -58,7 +58,9 @@ def test_storm(tmp_path):
     print(out)
     logs = tmp_path / "storm/nginx/logs"
     conftest.OTHER_LOGS.append(("the storm", logs / "error.log", logs / "access.log", "notice",
-                                dict(pid="p", connection="k", method="m", uri="u", list="l", status="us")))
+                                dict(pid="p", connection="k", method="m", uri="u", list="l", status="us"),
+                                logs / "stream.log", dict(pid="p", connection="k", list="l", status="a"),
+                                logs / "stream-error.log"))
     replay = " ".join(shlex.quote(c) for c in ["/usr/bin/python3", *cmd[1:-2]])
     assert proc.returncode == 0 and "storm: PASS" in out, (
         f"the storm failed (seed {seed}); replay: {replay}\nits report:\n" + out[-12000:])

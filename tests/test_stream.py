@@ -215,6 +215,68 @@ def test_the_scrape_counts_stream_beside_http(stream_nginx):
     assert not [l for l in text.splitlines() if l.startswith("nginx_upstream_cause_total{")]
 
 
+def test_the_offline_classifier_reads_the_same_from_nginx_s_lines(stream_nginx):
+    """`upstream-cause` on the error log without the module's lines (an
+    nginx that cannot load it, error_log at info): each failed session's
+    cause and status as the module gave them, its peer from nginx's
+    `upstream: "..."` alone, and stream's families in its Prometheus
+    report."""
+    from test_cli import cli, requests_of, without_module_lines
+    n, f = stream_nginx, stream_nginx.faults
+    dead, dead2 = n.dead
+    tcp = ("refused", "closed", "reset", "idle", "retried", "ok")
+    udp = ("udp_refused", "udp_silent", "udp_ok")
+    for name in tcp:
+        tcp_session(n.ports[name])
+    for name in udp:
+        udp_session(n.ports[name], timeout=3.0)
+    logged = {name: n.stream_for(n.ports[name])[0] for name in tcp + udp}
+    text = without_module_lines(n.error_log.read_bytes())
+    assert b"upstream_cause" not in text and b"upstream disconnected" in text
+    offline = {(r["pid"], r["connection"]): r for r in requests_of(stdin=text)}
+    for name, e in logged.items():
+        r = offline.pop((int(e["pid"]), int(e["connection"])), None)
+        if not e["upstream_cause"]:
+            assert r is None, (name, r)
+            continue
+        assert r is not None, (name, e)
+        assert (r["stream"], r["cause"]) == ("udp" if name in udp else "tcp", e["upstream_cause"]), (name, r)
+        assert ", ".join(x["cause"] for x in r["failures"]) == e["upstream_cause_list"], (name, r)
+        assert [x["peer"] for x in r["failures"]] == e["upstream_addr"].split(", "), (name, r)
+        assert r["client"] == "127.0.0.1" and r["server"] == f"127.0.0.1:{n.ports[name]}", (name, r)
+        # after the connect nginx ends the session itself: its status is known
+        if name in ("refused", "retried"):
+            assert r["status"] is None and "status" in r["unknown"], (name, r)
+        else:
+            assert r["status"] == int(e["status"]), (name, r)
+    assert not offline, offline
+    # stream's families, as the module names them (the upstream label is
+    # the peer: nginx's text names no group)
+    out = cli("prometheus", stdin=text).stdout.decode()
+    assert "# TYPE nginx_upstream_cause_stream_total counter" in out, out
+    for want in (
+        f'nginx_upstream_cause_stream_total{{upstream="127.0.0.1:{f["close"]}",peer="127.0.0.1:{f["close"]}",'
+        'cause="upstream_closed_silent"} 1',
+        f'nginx_upstream_cause_stream_total{{upstream="127.0.0.1:{dead}",peer="127.0.0.1:{dead}",'
+        'cause="connect_refused"} 3',
+        f'nginx_upstream_cause_stream_sessions_total{{upstream="127.0.0.1:{f["reset"]}",cause="upstream_reset",'
+        'status="200"} 1',
+        f'nginx_upstream_cause_stream_sessions_total{{upstream="127.0.0.1:{f["silent"]}",cause="idle_timeout",'
+        'status="200"} 1',
+        f'nginx_upstream_cause_stream_sessions_total{{upstream="127.0.0.1:{f["udp-silent"]}",'
+        'cause="udp_no_response",status="502"} 1',
+        "# upstream-cause: 2 failed sessions from nginx's lines alone are not in "
+        "nginx_upstream_cause_stream_sessions_total",
+    ):
+        assert want in out, (want, out)
+    assert not [l for l in out.splitlines() if l.startswith("nginx_upstream_cause_total{")], out
+    # with the module's lines, its own: the sessions' statuses are all known
+    out = cli("prometheus", stdin=n.error_log.read_bytes()).stdout.decode()
+    assert f'nginx_upstream_cause_stream_sessions_total{{upstream="127.0.0.1:{dead}",cause="connect_refused",' \
+        'status="502"} 1' in out, out
+    assert "failed sessions from nginx's lines alone" not in out, out
+
+
 @pytest.mark.parametrize("directive, message", [
     ("upstream_cause maybe;", 'invalid value "maybe" in "upstream_cause" directive, it must be "on" or "off"'),
     ("upstream_cause_log loud;", 'invalid value "loud" in "upstream_cause_log" directive'),

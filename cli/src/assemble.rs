@@ -11,17 +11,26 @@
 //! - the module's own line (`upstream_cause=...`) ends its request and is
 //!   taken as it is: nginx's lines it accounts for are not counted again.
 //!
+//! A stream session (TCP or UDP) is one connection: its lines are its
+//! attempts. After its connect, nginx's stream proxy tries no other peer,
+//! and ends the session as a success (`$status` 200) on a reset, a send
+//! failure, the upstream's close and the idle timeout (UDP: 502 without a
+//! response): the status of a session whose last failure came after the
+//! connect is known. Its lines at `info` (written without its suffix) tell
+//! its client, server and peer, and the upstream's silent close, which no
+//! other line tells.
+//!
 //! Open requests are bounded in number ([`Assembler::new`]'s `max_open`)
 //! and in size (attempts and field bytes), so memory does not grow with the
 //! log.
 
 use rustc_hash::FxHashMap as HashMap;
 
-use upstream_cause_core::errlog::{self, Context, ErrorLine, ModuleLine, Time, MODULE_KEY};
+use upstream_cause_core::errlog::{self, Context, ErrorLine, ModuleLine, SessionLine, Time, MODULE_KEY};
 use upstream_cause_core::hint::hint;
 use upstream_cause_core::observed::{DETAIL_MAX, MAX_ATTEMPTS};
 use upstream_cause_core::render::unescape_quoted;
-use upstream_cause_core::{Cause, Message, MessageKind};
+use upstream_cause_core::{Cause, Message, MessageKind, Phase};
 
 /// Bytes kept of a context field (nginx's own lines hold at most 2,048).
 const FIELD_MAX: usize = 1024;
@@ -33,6 +42,28 @@ pub enum Source {
     Nginx,
     /// The module's enriched line.
     Module,
+}
+
+/// A stream session's transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    /// A line's, from its suffix; `None` for HTTP's.
+    fn of(ctx: &Context<'_>) -> Option<Transport> {
+        ctx.stream()
+            .then_some(if ctx.udp { Transport::Udp } else { Transport::Tcp })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
 }
 
 /// One failed attempt (or, for the resolver, the failure before any).
@@ -80,13 +111,30 @@ pub struct Request {
     /// The text says the group had no live server: it cannot tell a
     /// saturated group (`max_conns_reached`) from a dead one.
     pub no_live: bool,
+    /// A stream session's, not an HTTP request's.
+    pub stream: Option<Transport>,
+    /// The pod, container or host a prefix named (without colours); empty
+    /// for none.
+    pub origin: Vec<u8>,
 }
 
 impl Request {
     /// What the text cannot tell of this request, by name.
     pub fn unknown(&self) -> Vec<&'static str> {
         let mut u = Vec::new();
-        if self.source == Source::Nginx {
+        if self.source == Source::Nginx && self.stream.is_some() {
+            // a session ended after its connect tells its status; before,
+            // a later attempt may have succeeded
+            if self.status.is_none() {
+                u.extend(["status", "later_attempts"]);
+            }
+            if self.no_live {
+                u.push("max_conns_reached");
+            }
+            if self.attempts.iter().any(|a| a.peer.is_empty()) {
+                u.push("peers");
+            }
+        } else if self.source == Source::Nginx {
             // nginx logs no line for a successful attempt or a passed-on 5xx
             u.extend(["status", "later_attempts", "via_upstream", "reused"]);
             if self.no_live {
@@ -124,6 +172,8 @@ impl Request {
             attempts_made: None,
             source: Source::Nginx,
             no_live: false,
+            stream: None,
+            origin: Vec::new(),
         }
     }
 }
@@ -140,8 +190,12 @@ pub struct Stats {
     /// nginx's lines a module line accounted for (not counted again).
     pub folded: u64,
     /// Lines that mention an upstream but could not be read: a module
-    /// line cut or altered, a failure line without its connection.
+    /// line cut or altered, a failure line without its connection, a
+    /// failure line cut before its " while ...".
     pub unreadable: u64,
+    /// Other modules' lines that mention an upstream or a resolver
+    /// (Lua's `[lua] ...`): not attempts.
+    pub third_party: u64,
     /// Requests closed early because too many were open at once.
     pub evicted: u64,
     pub requests: u64,
@@ -155,6 +209,17 @@ struct Open {
     retried: bool,
     /// The last failure's parsed message (refines the hint).
     message: Option<Message>,
+    /// No attempt follows: nginx ended the request or the session. It
+    /// stays open for the module's line, which comes after nginx's.
+    ended: bool,
+}
+
+/// Stream: what a live session's lines at `info` told, kept until it ends.
+struct Live {
+    client: Vec<u8>,
+    server: Vec<u8>,
+    /// The peer its last connect reached.
+    peer: Vec<u8>,
 }
 
 fn capped(v: Option<&[u8]>) -> Vec<u8> {
@@ -169,6 +234,11 @@ fn set(v: &mut Vec<u8>, from: &[u8], max: usize) {
 }
 
 fn same_context(r: &Request, c: &Context<'_>) -> bool {
+    if r.stream.is_some() && c.stream() {
+        // a session's lines are its connection's: their suffix's peer
+        // and counts change, and its `info` lines have none
+        return true;
+    }
     let eq = |have: &[u8], got: Option<&[u8]>| {
         let got = got.unwrap_or_default();
         have == &got[..got.len().min(FIELD_MAX)]
@@ -193,7 +263,7 @@ fn stale_connection_failure(c: Cause) -> bool {
 /// "..."`, or the name a resolver failure names.
 fn peer_and_upstream(l: &ErrorLine<'_>, ctx: &Context<'_>, m: &Message) -> (Vec<u8>, Vec<u8>) {
     if let Some(u) = ctx.upstream {
-        let (peer, upstream) = errlog::peer_of(u);
+        let (peer, upstream) = errlog::peer_of_request(u, ctx.request);
         return (capped(Some(peer)), capped(Some(upstream)));
     }
     if m.kind == MessageKind::ResolveFailed {
@@ -206,21 +276,62 @@ fn peer_and_upstream(l: &ErrorLine<'_>, ctx: &Context<'_>, m: &Message) -> (Vec<
         };
         return (Vec::new(), capped(Some(name)));
     }
-    (Vec::new(), Vec::new())
+    match errlog::peer_in_text(l.message) {
+        Some(peer) => (capped(Some(peer)), capped(Some(peer))),
+        None => (Vec::new(), Vec::new()),
+    }
 }
 
 /// An open request: its worker, its connection, and a hash of its request
 /// line, client, server, host and subrequest (HTTP/2 multiplexes requests
-/// on one connection).
+/// on one connection). A stream session's is its worker and connection.
 type Key = (u32, u64, u64);
+
+/// The hash of a stream session's key (nginx numbers connections across
+/// HTTP and stream alike: no request shares a session's number).
+const SESSION: u64 = 0;
+
+fn session_key(l: &ErrorLine<'_>, conn: u64) -> Key {
+    (l.pid, conn, SESSION ^ origin_hash(l))
+}
+
+/// The origin's part of a key: 0 for none.
+fn origin_hash(l: &ErrorLine<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if l.origin.is_empty() {
+        return 0;
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    l.origin.hash(&mut h);
+    h.finish() | 1
+}
+
+/// A client's address without its port, as the suffix writes it
+/// (`127.0.0.1:50000` -> `127.0.0.1`, `[::1]:50000` -> `::1`).
+fn address(a: &[u8]) -> &[u8] {
+    if let Some(v6) = a.strip_prefix(b"[") {
+        return match upstream_cause_core::scan::memchr(b']', v6) {
+            Some(end) => &v6[..end],
+            None => a,
+        };
+    }
+    match a.iter().rposition(|&b| b == b':') {
+        Some(at) if !a.starts_with(b"unix:") && a[at + 1..].iter().all(u8::is_ascii_digit) => &a[..at],
+        _ => a,
+    }
+}
 
 fn key_of(l: &ErrorLine<'_>, conn: u64, c: &Context<'_>) -> Key {
     use std::hash::{Hash, Hasher};
+    if c.stream() {
+        return session_key(l, conn);
+    }
     let mut h = rustc_hash::FxHasher::default();
     for f in [c.client, c.server, c.request, c.subrequest, c.host] {
         let f = f.unwrap_or_default();
         f[..f.len().min(FIELD_MAX)].hash(&mut h);
     }
+    l.origin.hash(&mut h);
     (l.pid, conn, h.finish())
 }
 
@@ -251,6 +362,8 @@ fn heap(r: &Request) -> usize {
 /// Puts requests back together, line by line.
 pub struct Assembler {
     open: HashMap<Key, Open>,
+    /// Stream sessions' client, server and peer, from their `info` lines.
+    live: HashMap<Key, Live>,
     /// [`heap`] of the open requests.
     bytes: usize,
     window: i64,
@@ -266,6 +379,7 @@ impl Assembler {
     pub fn new(window: i64, max_open: usize) -> Self {
         Assembler {
             open: HashMap::default(),
+            live: HashMap::default(),
             bytes: 0,
             window,
             max_open: max_open.max(1),
@@ -310,7 +424,39 @@ impl Assembler {
             }
             return;
         }
+        if l.stream_suffix() {
+            let ctx = l.context();
+            if ctx.stream() {
+                let Some((m, cause)) = errlog::session_attempt(l.message, &ctx) else {
+                    return;
+                };
+                let Some(conn) = l.conn else {
+                    self.stats.unreadable += 1;
+                    return;
+                };
+                self.stats.attempt_lines += 1;
+                self.session_attempt(l, &ctx, conn, m, cause, out);
+                return;
+            }
+        }
+        if let Some(s) = errlog::session_line(l.message) {
+            if let Some(conn) = l.conn {
+                self.session_line(l, conn, s, out);
+            }
+            return;
+        }
+        if errlog::third_party(l.message) {
+            self.stats.third_party += 1;
+            return;
+        }
         let Some((m, cause)) = errlog::attempt(l.message) else {
+            // a failure's text cut before its " while ..." and suffix
+            if l.suffix.is_empty() && l.level <= errlog::Level::Error {
+                let m = upstream_cause_core::text::parse_message(l.message);
+                if m.phase.is_none() && !matches!(m.kind, MessageKind::Other | MessageKind::ClientClosed) {
+                    self.stats.unreadable += 1;
+                }
+            }
             return;
         };
         let Some(conn) = l.conn else {
@@ -319,6 +465,100 @@ impl Assembler {
         };
         self.stats.attempt_lines += 1;
         self.attempt(l, &l.context(), conn, m, cause, out);
+    }
+
+    /// Stream: an attempt's failure line.
+    fn session_attempt(
+        &mut self,
+        l: &ErrorLine<'_>,
+        ctx: &Context<'_>,
+        conn: u64,
+        m: Message,
+        cause: Cause,
+        out: &mut impl FnMut(Request),
+    ) {
+        let key = session_key(l, conn);
+        let connected = matches!(m.phase, Some(Phase::ProxyRead | Phase::ProxySend | Phase::Proxying));
+        if connected && self.open.get(&key).is_some_and(|o| o.ended) {
+            // a second failure of the same connection (a reset read after
+            // the send failed): the session's first tells
+            self.stats.folded += 1;
+            return;
+        }
+        self.attempt(l, ctx, conn, m, cause, out);
+        if let Some(o) = self.open.get_mut(&key) {
+            o.req.stream = Transport::of(ctx);
+            if connected {
+                // nginx tries no other peer once connected
+                o.ended = true;
+                o.req.status = Some(if cause == Cause::UdpNoResponse { 502 } else { 200 });
+            }
+        }
+    }
+
+    /// Stream: a line written without the suffix.
+    fn session_line(&mut self, l: &ErrorLine<'_>, conn: u64, s: SessionLine<'_>, out: &mut impl FnMut(Request)) {
+        let at = session_key(l, conn);
+        match s {
+            SessionLine::Client { client, server, .. } => {
+                if self.live.len() >= self.max_open {
+                    // the oldest half, by connection number: sessions that
+                    // ended without a line (the log cut, a level changed)
+                    let mut conns: Vec<(u64, Key)> = self.live.keys().map(|&k| (k.1, k)).collect();
+                    conns.sort_unstable();
+                    for (_, k) in &conns[..conns.len().div_ceil(2)] {
+                        self.live.remove(k);
+                    }
+                }
+                self.live.insert(
+                    at,
+                    Live {
+                        client: capped(Some(address(client))),
+                        server: capped(Some(server)),
+                        peer: Vec::new(),
+                    },
+                );
+            }
+            SessionLine::Proxy { peer, .. } => {
+                if let Some(s) = self.live.get_mut(&at) {
+                    set(&mut s.peer, peer, FIELD_MAX);
+                }
+            }
+            SessionLine::Ended { cause } => {
+                let live = self.live.remove(&at);
+                let key = at;
+                // the session ended as it should: its failures, if any,
+                // were before its last connect (what the text cannot tell
+                // of HTTP either: a later attempt's success)
+                let Some(cause) = cause else {
+                    return;
+                };
+                if self.open.get(&key).is_some_and(|o| o.ended) {
+                    // nginx's line after the failure it already wrote
+                    return;
+                }
+                self.stats.attempt_lines += 1;
+                let live = live.unwrap_or(Live {
+                    client: Vec::new(),
+                    server: Vec::new(),
+                    peer: Vec::new(),
+                });
+                let ctx = Context {
+                    client: Some(&live.client),
+                    server: Some(&live.server),
+                    upstream: Some(&live.peer),
+                    bytes: Some(errlog::Bytes::default()),
+                    ..Context::default()
+                };
+                let m = Message {
+                    kind: MessageKind::Other,
+                    errno: None,
+                    phase: Some(Phase::Proxying),
+                    unix: false,
+                };
+                self.session_attempt(l, &ctx, conn, m, cause, out);
+            }
+        }
     }
 
     fn new_request(l: &ErrorLine<'_>, ctx: &Context<'_>, conn: u64, source: Source) -> Request {
@@ -342,6 +582,8 @@ impl Assembler {
             attempts_made: None,
             source,
             no_live: false,
+            stream: Transport::of(ctx),
+            origin: upstream_cause_core::prefix::clean_origin(&l.origin[..l.origin.len().min(FIELD_MAX)]),
         }
     }
 
@@ -366,7 +608,10 @@ impl Assembler {
                     .is_some_and(|a| a.peer == peer && stale_connection_failure(a.cause));
             let fresh = l.time >= r.last && l.time - r.last <= self.window;
             let room = r.attempts.len() < ATTEMPTS_MAX;
-            (same_context(r, ctx) && fresh && room && (!tried || retry), retry)
+            (
+                !o.ended && same_context(r, ctx) && fresh && room && (!tried || retry),
+                retry,
+            )
         });
         let retried = match continues {
             Some((true, retry)) => retry,
@@ -384,6 +629,7 @@ impl Assembler {
             bytes: 0,
             retried: false,
             message: None,
+            ended: false,
         });
         o.retried |= retried;
         let r = &mut o.req;
@@ -403,11 +649,12 @@ impl Assembler {
         self.bytes = self.bytes - o.bytes + now;
         o.bytes = now;
         // nginx ends the request at once after these: no attempt follows
+        // (the module's line may: the request stays open for it)
         if matches!(
             cause,
             Cause::ResolveFailed | Cause::NoLiveUpstreams | Cause::ClientClosed
         ) {
-            self.close_key(&key, out);
+            o.ended = true;
         }
     }
 
@@ -737,6 +984,190 @@ mod tests {
     }
 
     #[test]
+    fn a_no_live_line_and_the_module_s_after_it_are_one_request() {
+        let module = "2026/11/25 10:00:01 [error] 7#7: *5 upstream_cause=no_live_upstreams status=502 attempts=1 \
+             peer=- causes=\"no_live_upstreams\" detail=\"no live upstreams while connecting to upstream\" hint=\"h\", \
+             client: 127.0.0.1, server: s, request: \"GET /a HTTP/1.1\", upstream: \"http://backend/a\", host: \"h\"";
+        let none = line(
+            1,
+            7,
+            5,
+            "no live upstreams while connecting to upstream",
+            "/a",
+            "backend",
+        );
+        let (got, st) = run(&[none, module.to_owned()], 65);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].source, got[0].status), (Source::Module, Some(502)));
+        assert_eq!(st.folded, 1);
+    }
+
+    /// A stream line of worker 7, session *9, as nginx 1.28 writes it.
+    fn session(sec: u32, level: &str, msg: &str, suffix: &str) -> String {
+        format!("2026/11/25 10:00:{sec:02} [{level}] 7#7: *9 {msg}{suffix}")
+    }
+
+    fn tcp(peer: &str, from_client: u32, from_upstream: u32) -> String {
+        format!(
+            ", client: 127.0.0.1, server: 127.0.0.1:9000, upstream: \"{peer}\", bytes from/to client:{from_client}/\
+             {from_upstream}, bytes from/to upstream:{from_upstream}/{from_client}"
+        )
+    }
+
+    #[test]
+    fn a_stream_session_s_failures_before_its_connect_are_its_attempts() {
+        let refused = "connect() failed (111: Connection refused) while connecting to upstream";
+        let (got, st) = run(
+            &[
+                session(1, "error", refused, &tcp("127.0.0.1:1", 0, 0)),
+                session(1, "error", refused, &tcp("127.0.0.1:2", 0, 0)),
+            ],
+            65,
+        );
+        assert_eq!(got.len(), 1);
+        let r = &got[0];
+        assert_eq!(r.causes, "connect_refused, connect_refused");
+        assert_eq!(
+            (r.stream, r.status, r.source),
+            (Some(Transport::Tcp), None, Source::Nginx)
+        );
+        assert_eq!(r.attempts[1].peer, b"127.0.0.1:2");
+        assert_eq!(r.attempts[1].upstream, b"127.0.0.1:2");
+        assert_eq!(
+            (r.client.as_slice(), r.server.as_slice()),
+            (&b"127.0.0.1"[..], &b"127.0.0.1:9000"[..])
+        );
+        assert_eq!(r.unknown(), ["status", "later_attempts"]);
+        assert_eq!(st.attempt_lines, 2);
+    }
+
+    #[test]
+    fn a_stream_session_s_failure_after_its_connect_ends_it_with_nginx_s_status() {
+        let reset = "recv() failed (104: Connection reset by peer) while proxying and reading from upstream";
+        let (got, st) = run(
+            &[
+                session(1, "info", "client 127.0.0.1:50000 connected to 127.0.0.1:9000", ""),
+                session(1, "info", "proxy 127.0.0.1:40000 connected to 127.0.0.1:9001", ""),
+                session(2, "error", reset, &tcp("127.0.0.1:9001", 5, 0)),
+                session(
+                    2,
+                    "info",
+                    "upstream disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5",
+                    "",
+                ),
+            ],
+            65,
+        );
+        assert_eq!(got.len(), 1);
+        let r = &got[0];
+        assert_eq!(
+            (r.cause, r.status, r.stream),
+            (Cause::UpstreamReset, Some(200), Some(Transport::Tcp))
+        );
+        assert_eq!(r.attempts.len(), 1);
+        assert_eq!(r.unknown(), Vec::<&str>::new());
+        assert_eq!(st.attempt_lines, 1);
+        // the idle timeout: nginx's own line at info
+        let idle = "connection timed out (110: Connection timed out) while proxying connection";
+        let (got, _) = run(&[session(3, "info", idle, &tcp("127.0.0.1:9001", 5, 5))], 65);
+        assert_eq!((got[0].cause, got[0].status), (Cause::IdleTimeout, Some(200)));
+    }
+
+    #[test]
+    fn a_stream_session_closed_silently_is_told_by_its_info_lines() {
+        let lines = [
+            session(1, "info", "client [::1]:50000 connected to [::1]:9000", ""),
+            session(1, "info", "proxy [::1]:40000 connected to [::1]:9001", ""),
+            session(
+                2,
+                "info",
+                "upstream disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5",
+                "",
+            ),
+        ];
+        let (got, st) = run(&lines, 65);
+        assert_eq!(got.len(), 1);
+        let r = &got[0];
+        assert_eq!(
+            (r.cause, r.status, r.stream),
+            (Cause::UpstreamClosedSilent, Some(200), Some(Transport::Tcp))
+        );
+        assert_eq!(r.attempts[0].peer, b"[::1]:9001");
+        assert_eq!(
+            (r.client.as_slice(), r.server.as_slice()),
+            (&b"::1"[..], &b"[::1]:9000"[..])
+        );
+        assert!(r.detail.starts_with(b"upstream disconnected, bytes"));
+        assert_eq!(st.attempt_lines, 1);
+        // with the module's line after them: one session, the module's
+        let module = session(
+            2,
+            "error",
+            "upstream_cause=upstream_closed_silent status=200 attempts=1 peer=[::1]:9001 \
+             causes=\"upstream_closed_silent\" detail=\"\" hint=\"h\"",
+            ", client: ::1, server: [::1]:9000, upstream: \"[::1]:9001\", bytes from/to client:5/0, bytes from/to upstream:0/0",
+        );
+        let (got, st) = run(&[&lines[..], &[module]].concat(), 65);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].source, got[0].stream, st.folded),
+            (Source::Module, Some(Transport::Tcp), 1)
+        );
+        // sessions that ended as they should are no failure
+        let (got, _) = run(
+            &[
+                lines[0].clone(),
+                lines[1].clone(),
+                session(
+                    2,
+                    "info",
+                    "upstream disconnected, bytes from/to client:5/9, bytes from/to upstream:9/5",
+                    "",
+                ),
+                session(
+                    2,
+                    "info",
+                    "client disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5",
+                    "",
+                ),
+            ],
+            65,
+        );
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn udp_sessions() {
+        let udp = ", udp client: 127.0.0.1, server: 127.0.0.1:9053, upstream: \"127.0.0.1:9054\", \
+                   bytes from/to client:29/0, bytes from/to upstream:0/29";
+        let (got, _) = run(
+            &[
+                session(
+                    1,
+                    "error",
+                    "recv() failed (111: Connection refused) while proxying and reading from upstream",
+                    udp,
+                ),
+                session(
+                    1,
+                    "info",
+                    "udp done, packets from/to client:1/0, bytes from/to client:29/0, bytes from/to upstream:0/29",
+                    "",
+                ),
+            ],
+            65,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].cause, got[0].status, got[0].stream),
+            (Cause::ConnectRefused, Some(200), Some(Transport::Udp))
+        );
+        let silent = "upstream timed out (110: Connection timed out) while proxying connection";
+        let (got, _) = run(&[session(1, "error", silent, udp)], 65);
+        assert_eq!((got[0].cause, got[0].status), (Cause::UdpNoResponse, Some(502)));
+    }
+
+    #[test]
     fn a_module_line_whose_first_nginx_lines_are_missing_takes_the_peers_of_the_last() {
         let module = String::from(
             "2026/11/25 10:00:02 [error] 7#7: *3 upstream_cause=read_timeout status=504 attempts=2 \
@@ -783,6 +1214,61 @@ mod tests {
         );
         assert!(got.is_empty());
         assert_eq!((st.unreadable, st.nginx_lines, st.attempt_lines), (2, 3, 0));
+        // other modules' lines are counted apart; a failure cut before its
+        // " while" is unreadable, one cut after its action's comma is read
+        let (got, st) = run(
+            &[
+                "2026/11/25 10:00:01 [error] 7#7: *3 [lua] main.lua:28: handler(): api.internal could not be \
+                 resolved (110: Operation timed out), client: 10.0.0.1, server: s, request: \"GET / HTTP/1.1\""
+                    .to_owned(),
+                "2026/11/25 10:00:01 [error] 7#7: *4 connect() failed (111: Connection refused) while conn".to_owned(),
+                "2026/11/25 10:00:01 [error] 7#7: *5 upstream timed out (110: Connection timed out) while reading \
+                 response header from upstream,"
+                    .to_owned(),
+            ],
+            65,
+        );
+        assert_eq!((st.third_party, st.unreadable, st.attempt_lines), (1, 0, 1));
+        assert_eq!(got[0].cause, Cause::ReadTimeout);
+        let (_, st) = run(
+            &["2026/11/25 10:00:01 [error] 7#7: *4 connect() failed (111: Connection refused)".to_owned()],
+            65,
+        );
+        assert_eq!(st.unreadable, 1);
+    }
+
+    #[test]
+    fn two_sources_connections_never_merge() {
+        let mut a = Assembler::new(65, 1000);
+        let mut got = Vec::new();
+        for origin in [&b"pod/a/c"[..], b"pod/b/c", b"pod/a/c"] {
+            let l = line(
+                1,
+                7,
+                3,
+                REFUSED,
+                "/a",
+                if origin == b"pod/b/c" {
+                    "127.0.0.1:1"
+                } else {
+                    "127.0.0.1:2"
+                },
+            );
+            let mut p = errlog::parse_line(l.as_bytes()).unwrap();
+            p.origin = origin;
+            a.line(&p, &mut |r| got.push(r));
+        }
+        a.finish(&mut |r| got.push(r));
+        got.sort_by(|x, y| x.origin.cmp(&y.origin));
+        let seen: Vec<_> = got.iter().map(|r| (r.origin.clone(), r.attempts.len())).collect();
+        assert_eq!(
+            seen,
+            [
+                (b"pod/a/c".to_vec(), 1),
+                (b"pod/a/c".to_vec(), 1),
+                (b"pod/b/c".to_vec(), 1)
+            ]
+        );
     }
 }
 
@@ -794,7 +1280,7 @@ mod bad_input {
     use crate::input::Splitter;
     use proptest::prelude::*;
 
-    const LINES: [&str; 4] = [
+    const LINES: [&str; 8] = [
         "2026/11/25 10:00:01 [error] 7#7: *3 connect() failed (111: Connection refused) while connecting to \
          upstream, client: 127.0.0.1, server: s, request: \"GET /a HTTP/1.1\", upstream: \"http://127.0.0.1:1/a\", \
          host: \"h\"\n",
@@ -805,6 +1291,12 @@ mod bad_input {
         "2026/11/25 10:00:03 [error] 8#8: *4 no live upstreams while connecting to upstream, client: ::1, server: , \
          request: \"GET / HTTP/2.0\", upstream: \"grpc://backend\", host: \"h\"\n",
         "2026/11/25 10:00:04 [info] 8#8: *5 client 10.0.0.1 closed keepalive connection\n",
+        "2026/11/25 10:00:04 [info] 8#8: *6 client 10.0.0.1:5000 connected to 0.0.0.0:9000\n",
+        "2026/11/25 10:00:04 [info] 8#8: *6 proxy 10.0.0.2:4000 connected to 10.0.0.3:9001\n",
+        "2026/11/25 10:00:05 [error] 8#8: *6 recv() failed (104: Connection reset by peer) while proxying and reading \
+         from upstream, client: 10.0.0.1, server: 0.0.0.0:9000, upstream: \"10.0.0.3:9001\", bytes from/to \
+         client:5/0, bytes from/to upstream:0/5\n",
+        "2026/11/25 10:00:05 [info] 8#8: *6 upstream disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5\n",
     ];
 
     fn pieces() -> impl Strategy<Value = Vec<u8>> {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use memchr::memmem;
 use upstream_cause_core::errlog::{self, Time};
+use upstream_cause_core::prefix;
 
 use assemble::{Assembler, Request};
 use input::{Followed, Splitter};
@@ -99,6 +100,9 @@ struct Run {
     resolve: memmem::Finder<'static>,
     module_key: memmem::Finder<'static>,
     prematurely: memmem::Finder<'static>,
+    /// Failure texts: a line at error and above with one of them is read
+    /// even without "upstream" (cut short, it is counted).
+    failure: [memmem::Finder<'static>; 2],
     out: Box<dyn Write>,
     failed: Option<io::Error>,
     /// The timestamp of the last line, as written ([`stamp_of`]).
@@ -122,11 +126,13 @@ impl Run {
         }
     }
 
-    fn line(&mut self, line: &[u8]) {
-        // the cheap tests first: most of a log is other lines
-        if !errlog::looks_like_nginx(line) {
+    fn line(&mut self, raw: &[u8]) {
+        // the cheap tests first: most of a log is other lines; nginx's may
+        // come after a prefix (docker, kubectl, compose, journald, syslog)
+        let Some((start, origin)) = prefix::find(raw) else {
             return;
-        }
+        };
+        let line = &raw[start..];
         self.assembler.stats.nginx_lines += 1;
         // the log's clock moves with every line (a request nginx's lines
         // alone tell is closed once the window has passed)
@@ -140,22 +146,35 @@ impl Run {
         // nginx logs upstream failures at [error] and above ([crit] for some
         // connects), a client that left at [info], and its resolver failures
         // at [error]; the module's own line is at its configured level
+        // stream writes a session's start, its peer, its end and its idle
+        // timeout at [info] too
         let level = line[21];
+        let mut session = false;
         if !matches!(level, b'e' | b'c' | b'a') {
             let ours = self.module_key.find(line).is_some();
-            let client_left = level == b'i' && self.prematurely.find(line).is_some();
-            if !(ours || client_left) {
+            let info = level == b'i';
+            let client_left = info && self.prematurely.find(line).is_some();
+            session = info && errlog::may_be_session_line(line);
+            if !(ours || client_left || session) {
                 return;
             }
         }
         let resolver = level == b'e' && self.resolve.find(line).is_some();
-        if !resolver && self.upstream.find(line).is_none() {
+        // a failure's line cut before "upstream" (and its suffix, whose
+        // last value is quoted) is counted as unreadable
+        let failure = || {
+            matches!(level, b'e' | b'c' | b'a')
+                && !line.trim_ascii_end().ends_with(b"\"")
+                && self.failure.iter().any(|f| f.find(line).is_some())
+        };
+        if !resolver && !session && self.upstream.find(line).is_none() && !failure() {
             return;
         }
-        let Some(l) = errlog::parse_line(line) else {
+        let Some(mut l) = errlog::parse_line(line) else {
             self.assembler.stats.unreadable += 1;
             return;
         };
+        l.origin = origin;
         if self.since.is_some_and(|s| l.time < s) || self.until.is_some_and(|u| l.time >= u) {
             return;
         }
@@ -270,6 +289,7 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
         resolve: memmem::Finder::new(b"resolve").into_owned(),
         module_key: memmem::Finder::new(errlog::MODULE_KEY).into_owned(),
         prematurely: memmem::Finder::new(b"prematurely closed").into_owned(),
+        failure: [&b"failed ("[..], b"timed out ("].map(|f| memmem::Finder::new(f).into_owned()),
         out,
         failed: None,
         stamp: (0, 0, 0),

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use upstream_cause_core::errlog::format_time;
-use upstream_cause_core::metrics::{self, escape_label, ATTEMPTS_HELP, OTHER, RESPONSES_HELP};
+use upstream_cause_core::metrics::{
+    self, escape_label, ATTEMPTS_HELP, OTHER, RESPONSES_HELP, STREAM_ATTEMPTS_HELP, STREAM_SESSIONS_HELP,
+};
 use upstream_cause_core::Cause;
 
 use crate::assemble::{Request, Source};
@@ -27,6 +29,8 @@ struct Failure<'a> {
 struct Json<'a> {
     time: String,
     last: String,
+    /// The pod, container or host a prefix named; `null` for none.
+    origin: Option<Cow<'a, str>>,
     pid: u32,
     connection: u64,
     client: Cow<'a, str>,
@@ -34,6 +38,8 @@ struct Json<'a> {
     host: Cow<'a, str>,
     request: Cow<'a, str>,
     subrequest: Option<Cow<'a, str>>,
+    /// A stream session's transport (`tcp`, `udp`); `null` for HTTP.
+    stream: Option<&'static str>,
     upstream: Cow<'a, str>,
     peer: Cow<'a, str>,
     cause: &'static str,
@@ -52,6 +58,7 @@ pub fn json_line(r: &Request) -> String {
     let j = Json {
         time: format_time(r.time),
         last: format_time(r.last),
+        origin: (!r.origin.is_empty()).then(|| lossy(&r.origin)),
         pid: r.pid,
         connection: r.conn,
         client: lossy(&r.client),
@@ -59,6 +66,7 @@ pub fn json_line(r: &Request) -> String {
         host: lossy(&r.host),
         request: lossy(&r.request),
         subrequest: (!r.subrequest.is_empty()).then(|| lossy(&r.subrequest)),
+        stream: r.stream.map(|t| t.name()),
         upstream: lossy(&r.upstream),
         peer: lossy(r.attempts.last().map_or(&[][..], |a| &a.peer)),
         cause: r.cause.code(),
@@ -85,13 +93,22 @@ pub fn json_line(r: &Request) -> String {
     serde_json::to_string(&j).unwrap_or_default()
 }
 
+/// One family of attempts (`upstream`, `peer`, `cause`) and one of
+/// final outcomes (`upstream`, `cause`, `status`): HTTP's or stream's.
+#[derive(Default)]
+struct Families {
+    attempts: BTreeMap<(Vec<u8>, Vec<u8>, Cause), u64>,
+    responses: BTreeMap<(Vec<u8>, Cause, u16), u64>,
+    /// Requests or sessions from nginx's text alone whose status it does
+    /// not say.
+    unknown_status: u64,
+}
+
 /// The counters, as the module keeps them.
 #[derive(Default)]
 pub struct Counters {
-    attempts: BTreeMap<(Vec<u8>, Vec<u8>, Cause), u64>,
-    responses: BTreeMap<(Vec<u8>, Cause, u16), u64>,
-    /// Requests from nginx's text alone: their status is unknown.
-    unknown_status: u64,
+    http: Families,
+    stream: Families,
 }
 
 /// A label value as the module's scrape gives it: whole up to
@@ -112,6 +129,39 @@ const SERIES_MAX: usize = KEYS_MAX;
 
 impl Counters {
     pub fn add(&mut self, r: &Request) {
+        match r.stream {
+            Some(_) => self.stream.add(r),
+            None => self.http.add(r),
+        }
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut o = Vec::new();
+        self.http.render(
+            &mut o,
+            (ATTEMPTS_HELP, b"nginx_upstream_cause_total"),
+            (RESPONSES_HELP, b"nginx_upstream_cause_responses_total"),
+            "failed requests",
+        );
+        // as the module's scrape: stream's families where there is stream
+        if self.stream.seen() {
+            self.stream.render(
+                &mut o,
+                (STREAM_ATTEMPTS_HELP, b"nginx_upstream_cause_stream_total"),
+                (STREAM_SESSIONS_HELP, b"nginx_upstream_cause_stream_sessions_total"),
+                "failed sessions",
+            );
+        }
+        o
+    }
+}
+
+impl Families {
+    fn seen(&self) -> bool {
+        !self.attempts.is_empty() || !self.responses.is_empty() || self.unknown_status > 0
+    }
+
+    fn add(&mut self, r: &Request) {
         // a resolver failure makes no attempt: the module counts it in the responses only
         for a in r.attempts.iter().filter(|a| a.cause != Cause::ResolveFailed) {
             let mut key = (label(&a.upstream), label(&a.peer), a.cause);
@@ -136,33 +186,34 @@ impl Counters {
         }
     }
 
-    pub fn render(&self) -> Vec<u8> {
-        let mut o = Vec::new();
-        o.extend_from_slice(ATTEMPTS_HELP);
+    fn render(&self, o: &mut Vec<u8>, attempts: (&[u8], &[u8]), outcomes: (&[u8], &[u8]), what: &str) {
+        o.extend_from_slice(attempts.0);
         for ((u, p, c), n) in &self.attempts {
-            o.extend_from_slice(b"nginx_upstream_cause_total{upstream=\"");
-            escape_label(&mut o, u);
+            o.extend_from_slice(attempts.1);
+            o.extend_from_slice(b"{upstream=\"");
+            escape_label(o, u);
             o.extend_from_slice(b"\",peer=\"");
-            escape_label(&mut o, p);
+            escape_label(o, p);
             o.extend_from_slice(format!("\",cause=\"{c}\"}} {n}\n").as_bytes());
         }
-        o.extend_from_slice(RESPONSES_HELP);
+        o.extend_from_slice(outcomes.0);
         for ((u, c, s), n) in &self.responses {
-            o.extend_from_slice(b"nginx_upstream_cause_responses_total{upstream=\"");
-            escape_label(&mut o, u);
+            o.extend_from_slice(outcomes.1);
+            o.extend_from_slice(b"{upstream=\"");
+            escape_label(o, u);
             o.extend_from_slice(format!("\",cause=\"{c}\",status=\"{s}\"}} {n}\n").as_bytes());
         }
         if self.unknown_status > 0 {
             o.extend_from_slice(
                 format!(
-                    "# upstream-cause: {} failed requests from nginx's lines alone are not in \
-                     nginx_upstream_cause_responses_total: nginx's text does not say their status\n",
-                    self.unknown_status
+                    "# upstream-cause: {} {what} from nginx's lines alone are not in {}: nginx's text does not say \
+                     their status\n",
+                    self.unknown_status,
+                    String::from_utf8_lossy(outcomes.1),
                 )
                 .as_bytes(),
             );
         }
-        o
     }
 }
 
@@ -187,9 +238,9 @@ mod tests {
             let peer = format!("10.0.{}.{}:80", i / 256, i % 256).into_bytes();
             c.add(&failed([b"http://".as_slice(), &peer].concat(), peer));
         }
-        assert_eq!(c.attempts.len(), SERIES_MAX + 1);
+        assert_eq!(c.http.attempts.len(), SERIES_MAX + 1);
         assert_eq!(
-            c.attempts[&(OTHER.to_vec(), OTHER.to_vec(), Cause::ConnectRefused)],
+            c.http.attempts[&(OTHER.to_vec(), OTHER.to_vec(), Cause::ConnectRefused)],
             100
         );
     }

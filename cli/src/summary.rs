@@ -23,6 +23,8 @@ const BUCKETS_MAX: usize = 4096;
 const TOP: usize = 3;
 const ROWS: usize = 60;
 const BAR: usize = 50;
+/// Sources (prefixes' pods, containers, hosts) named in the summary.
+const SOURCES: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum By {
@@ -90,6 +92,8 @@ pub struct Summary {
     failures: u64,
     requests: u64,
     from_text: u64,
+    /// Requests per origin (the pod, container or host of a prefix).
+    origins: Tally,
     /// Seconds per bucket, and failures per bucket and cause.
     width: i64,
     buckets: BTreeMap<i64, [u64; Cause::ALL.len()]>,
@@ -117,6 +121,7 @@ impl Summary {
             failures: 0,
             requests: 0,
             from_text: 0,
+            origins: Tally::default(),
             width: 60,
             buckets: BTreeMap::new(),
             first: None,
@@ -142,6 +147,9 @@ impl Summary {
         self.requests += 1;
         if r.source == Source::Nginx {
             self.from_text += 1;
+        }
+        if !r.origin.is_empty() {
+            self.origins.add(&String::from_utf8_lossy(&r.origin), 1);
         }
         self.first = Some(self.first.map_or(r.time, |f| f.min(r.time)));
         self.last = Some(self.last.map_or(r.last, |l| l.max(r.last)));
@@ -219,11 +227,28 @@ impl Summary {
         let not_nginx = read.lines.saturating_sub(stats.nginx_lines + read.too_long);
         let _ = writeln!(
             o,
-            "skipped: {} lines not in nginx's error-log format, {} longer than 64 KiB, {} upstream lines unreadable",
+            "skipped: {} lines not in nginx's error-log format, {} longer than 64 KiB, {} upstream lines unreadable, \
+             {} lines of other modules",
             group(not_nginx),
             group(read.too_long),
-            group(stats.unreadable)
+            group(stats.unreadable),
+            group(stats.third_party)
         );
+        if !self.origins.0.is_empty() {
+            let top = self.origins.top(SOURCES);
+            let listed: Vec<String> = top.iter().map(|(k, n)| format!("{k} ({})", group(*n))).collect();
+            let more = self.origins.0.len().saturating_sub(top.len());
+            let _ = writeln!(
+                o,
+                "failed requests by source: {}{}",
+                listed.join(", "),
+                if more > 0 {
+                    format!(", and {} more", group(more as u64))
+                } else {
+                    String::new()
+                }
+            );
+        }
         if stats.evicted > 0 {
             let _ = writeln!(
                 o,

@@ -1,7 +1,7 @@
 //! What was seen of one upstream attempt, and the cause it leads to.
 
 use crate::cause::Cause;
-use crate::errno::{EAGAIN, ECONNREFUSED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ENOENT};
+use crate::errno::{EAGAIN, ECONNREFUSED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ENOENT, EPIPE};
 use crate::text::{Message, MessageKind, Phase};
 
 /// How an attempt ended, as the balancer saw it.
@@ -219,7 +219,7 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
         // A reset that nginx happened to read while the request was still
         // going out broke the sending: nginx reports whichever of its read
         // and write events it handled first.
-        return Some(if o.errno() == Some(32) || (o.connected && !o.request_sent) {
+        return Some(if o.errno() == Some(EPIPE) || (o.connected && !o.request_sent) {
             Cause::SendFailed
         } else {
             Cause::UpstreamReset

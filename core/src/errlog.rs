@@ -8,10 +8,21 @@
 //!     server: , request: "GET / HTTP/1.1", upstream: "http://127.0.0.1:1/", host: "a"
 //! ```
 //!
+//! nginx's stream proxy writes its own suffix, and some of its lines
+//! without one ([`session_line`]):
+//!
+//! ```text
+//! 2026/11/25 10:00:00 [error] 123#123: *7 recv() failed (104: Connection reset by peer)
+//!     while proxying and reading from upstream, client: 127.0.0.1, server: 0.0.0.0:6379,
+//!     upstream: "127.0.0.1:6380", bytes from/to client:14/0, bytes from/to upstream:0/14
+//! 2026/11/25 10:00:00 [info] 123#123: *7 upstream disconnected, bytes from/to client:14/0,
+//!     bytes from/to upstream:0/14
+//! ```
+//!
 //! Every function takes arbitrary bytes and never panics.
 
 use crate::cause::Cause;
-use crate::classify::{classify, End, Observation};
+use crate::classify::{classify, End, Observation, Session};
 use crate::scan::memchr;
 use crate::text::{find, parse_message, Message, MessageKind, Phase};
 
@@ -48,7 +59,18 @@ impl Level {
     }
 }
 
-/// What nginx's HTTP log handler appends to a request's line.
+/// Stream: a session's byte counts, as nginx's stream proxy writes them
+/// (`bytes from/to client:5/0, bytes from/to upstream:0/5`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bytes {
+    pub from_client: u64,
+    pub to_client: u64,
+    pub from_upstream: u64,
+    pub to_upstream: u64,
+}
+
+/// What nginx's HTTP log handler appends to a request's line, or its
+/// stream log handler to a session's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Context<'a> {
     pub client: Option<&'a [u8]>,
@@ -58,6 +80,17 @@ pub struct Context<'a> {
     pub subrequest: Option<&'a [u8]>,
     pub upstream: Option<&'a [u8]>,
     pub host: Option<&'a [u8]>,
+    /// Stream: `udp client: ` instead of `client: `.
+    pub udp: bool,
+    /// Stream: the byte counts that end its suffix.
+    pub bytes: Option<Bytes>,
+}
+
+impl Context<'_> {
+    /// The line is about a stream session (TCP or UDP).
+    pub fn stream(&self) -> bool {
+        self.udp || self.bytes.is_some()
+    }
 }
 
 /// One error-log line, split into its fields.
@@ -73,12 +106,26 @@ pub struct ErrorLine<'a> {
     pub message: &'a [u8],
     /// The log handler's suffix, from "client: " on ([`ErrorLine::context`]).
     pub suffix: &'a [u8],
+    /// The pod, container or host a prefix in front of nginx's line named
+    /// ([`crate::prefix::find`]), as written; empty for none.
+    pub origin: &'a [u8],
 }
 
 impl<'a> ErrorLine<'a> {
     /// The suffix's fields, parsed (only for the lines that need them).
     pub fn context(&self) -> Context<'a> {
         parse_context(self.suffix)
+    }
+
+    /// Whether the suffix is shaped as stream's (`udp client: ...`, or
+    /// ending with its byte counts): the cheap test before
+    /// [`ErrorLine::context`] says for sure. HTTP's suffix ends with a
+    /// quoted value or a server name.
+    pub fn stream_suffix(&self) -> bool {
+        let s = self.suffix;
+        s.starts_with(b"udp client: ")
+            || (s.last().is_some_and(u8::is_ascii_digit)
+                && find(&s[s.len().saturating_sub(64)..], b", bytes from/to upstream:").is_some())
     }
 }
 
@@ -150,15 +197,37 @@ pub fn looks_like_nginx(line: &[u8]) -> bool {
 /// The actions nginx names while it works on an upstream: a message
 /// ends right after " while ACTION" (what follows is the client-controlled
 /// request line, which may hold anything).
-const ACTIONS: [&[u8]; 5] = [
+const ACTIONS: [&[u8]; 8] = [
     b"connecting to upstream",
     b"SSL handshaking to upstream",
     b"sending request to upstream",
     b"reading response header from upstream",
     b"reading upstream",
+    b"proxying and reading from upstream",
+    b"proxying and sending to upstream",
+    b"proxying connection",
 ];
 
 const CLIENT: &[u8] = b", client: ";
+/// Stream's suffix for a UDP session.
+const UDP_CLIENT: &[u8] = b", udp client: ";
+
+/// Where the log handler's suffix starts in `s` (", client: " or stream's
+/// ", udp client: "), the first of either: one scan.
+fn client_at(s: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = find(&s[from..], b"client: ") {
+        let at = from + at;
+        if s[..at].ends_with(b", ") {
+            return Some(at - 2);
+        }
+        if s[..at].ends_with(b", udp ") {
+            return Some(at - 6);
+        }
+        from = at + 1;
+    }
+    None
+}
 
 /// Splits nginx's text from the log handler's suffix (which starts at
 /// ", client: "). The module's own line ends at its `hint="..."`, whose
@@ -177,10 +246,12 @@ fn split_suffix(rest: &[u8]) -> (&[u8], Option<&[u8]>) {
         let mut from = w;
         while let Some(at) = find(&rest[from..], b" while ") {
             let a = from + at + 7;
-            if let Some(act) = ACTIONS
-                .iter()
-                .find(|act| rest[a..].starts_with(act) && rest[a + act.len()..].starts_with(CLIENT))
-            {
+            if let Some(act) = ACTIONS.iter().find(|act| {
+                rest[a..].starts_with(act) && {
+                    let after = &rest[a + act.len()..];
+                    after.starts_with(CLIENT) || after.starts_with(UDP_CLIENT)
+                }
+            }) {
                 end = Some(a + act.len());
                 break;
             }
@@ -189,14 +260,15 @@ fn split_suffix(rest: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
     let end = match end {
         Some(e) => e,
-        None => match find(rest, CLIENT) {
+        None => match client_at(rest) {
             Some(at) => at,
-            None => return (rest, None),
+            // no suffix: a line cut after its " while ACTION," keeps its action
+            None => return (rest.strip_suffix(b",").unwrap_or(rest), None),
         },
     };
     // the module's line may carry " while ACTION" too
     let tail = &rest[end..];
-    match find(tail, CLIENT) {
+    match client_at(tail) {
         Some(at) => (&rest[..end], Some(&tail[at + 2..])),
         None => (&rest[..end], None),
     }
@@ -212,8 +284,17 @@ fn plain_field<'a>(s: &'a [u8], key: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
     }
 }
 
-/// The keys that may follow a quoted value.
-const AFTER_QUOTED: [&[u8]; 4] = [b", subrequest: \"", b", upstream: \"", b", host: \"", b", referrer: \""];
+/// The keys that may follow a quoted value (stream's byte counts follow
+/// its `upstream: "..."`).
+const AFTER_QUOTED: [&[u8]; 5] = [
+    b", subrequest: \"",
+    b", upstream: \"",
+    b", host: \"",
+    b", referrer: \"",
+    BYTES_KEY,
+];
+
+const BYTES_KEY: &[u8] = b", bytes from/to client:";
 
 /// The value of `key: "` at the start of `s`: up to the first `"` that
 /// ends the line or is followed by one of the keys nginx writes after it.
@@ -259,11 +340,53 @@ fn any_end(_: &[u8]) -> bool {
     true
 }
 
-/// Parses the suffix `client: A, server: B, request: "R", upstream: "U", host: "H"`.
+/// Two counts, `A/B`, and what follows them.
+fn pair(s: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let count = |s: &[u8]| -> Option<(u64, usize)> {
+        let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let v = s[..n]
+            .iter()
+            .try_fold(0u64, |a, &b| a.checked_mul(10)?.checked_add(u64::from(b - b'0')))?;
+        Some((v, n))
+    };
+    let (a, n) = count(s)?;
+    let s = s[n..].strip_prefix(b"/")?;
+    let (b, m) = count(s)?;
+    Some((a, b, &s[m..]))
+}
+
+/// Stream's byte counts at the start of `s`: `bytes from/to
+/// client:A/B, bytes from/to upstream:C/D`.
+pub fn parse_bytes(s: &[u8]) -> Option<Bytes> {
+    let s = s.strip_prefix(&BYTES_KEY[2..])?;
+    let (from_client, to_client, s) = pair(s)?;
+    let s = s.strip_prefix(b", bytes from/to upstream:")?;
+    let (from_upstream, to_upstream, _) = pair(s)?;
+    Some(Bytes {
+        from_client,
+        to_client,
+        from_upstream,
+        to_upstream,
+    })
+}
+
+/// Parses the suffix `client: A, server: B, request: "R", upstream: "U",
+/// host: "H"`, or stream's `[udp ]client: A, server: B, upstream: "U",
+/// bytes from/to client:..., bytes from/to upstream:...`.
 pub fn parse_context(s: &[u8]) -> Context<'_> {
     let mut c = Context::default();
-    let Some((client, rest)) = plain_field(s, b"client: ") else {
-        return c;
+    let (client, rest) = match plain_field(s, b"client: ") {
+        Some(f) => f,
+        None => match plain_field(s, b"udp client: ") {
+            Some(f) => {
+                c.udp = true;
+                f
+            }
+            None => return c,
+        },
     };
     c.client = Some(client);
     let Some((server, mut rest)) = plain_field(rest, b"server: ") else {
@@ -284,6 +407,10 @@ pub fn parse_context(s: &[u8]) -> Context<'_> {
     }
     if let Some((v, _)) = quoted_field(rest, b"host: \"", &AFTER_QUOTED[3..], any_end) {
         c.host = Some(v);
+    }
+    // stream's own: the byte counts end its suffix
+    if c.request.is_none() && c.host.is_none() {
+        c.bytes = parse_bytes(rest);
     }
     c
 }
@@ -330,6 +457,7 @@ pub fn parse_line(line: &[u8]) -> Option<ErrorLine<'_>> {
         conn,
         message,
         suffix: suffix.unwrap_or_default(),
+        origin: &[],
     })
 }
 
@@ -344,9 +472,69 @@ pub fn peer_of(upstream: &[u8]) -> (&[u8], &[u8]) {
     let auth = &upstream[start..];
     let len = match auth.strip_prefix(b"unix:") {
         Some(path) => 5 + memchr(b':', path).unwrap_or(path.len()),
-        None => memchr(b'/', auth).unwrap_or(auth.len()),
+        None => {
+            let len = memchr(b'/', auth).unwrap_or(auth.len());
+            // the port ends with its digits: nginx writes a URI without
+            // a slash right after it (`http://127.0.0.1:5001version`)
+            let host = if auth.starts_with(b"[") {
+                memchr(b']', &auth[..len]).map_or(len, |e| e + 1)
+            } else {
+                memchr(b':', &auth[..len]).unwrap_or(len)
+            };
+            match auth[host..len].strip_prefix(b":") {
+                Some(port) => {
+                    let digits = port.iter().take_while(|b| b.is_ascii_digit()).count();
+                    if digits > 0 {
+                        host + 1 + digits
+                    } else {
+                        len
+                    }
+                }
+                None => len,
+            }
+        }
     };
     (&auth[..len], &upstream[..start + len])
+}
+
+/// [`peer_of`], for a unix-domain peer that nginx wrote without the colon
+/// that ends its path (`proxy_pass http://unix:/tmp/app.sock;` gives
+/// `http://unix:/tmp/app.sock/invocations`): the request's URI, which
+/// nginx appended, is not part of the path.
+pub fn peer_of_request<'a>(upstream: &'a [u8], request: Option<&[u8]>) -> (&'a [u8], &'a [u8]) {
+    let (peer, url) = peer_of(upstream);
+    // a unix path that runs to the end: no colon ended it
+    if !peer.starts_with(b"unix:") || url.len() != upstream.len() {
+        return (peer, url);
+    }
+    // the request line's target, whole and without its arguments
+    let target = request.and_then(|r| {
+        let r = &r[memchr(b' ', r)? + 1..];
+        Some(&r[..memchr(b' ', r).unwrap_or(r.len())])
+    });
+    let Some(target) = target.filter(|t| t.len() > 1 && t[0] == b'/') else {
+        return (peer, url);
+    };
+    let path = &target[..memchr(b'?', target).unwrap_or(target.len())];
+    for uri in [target, path] {
+        if let Some(p) = peer.strip_suffix(uri) {
+            if p.len() > 5 {
+                return (p, &url[..url.len() - uri.len()]);
+            }
+        }
+    }
+    (peer, url)
+}
+
+/// The peer a message names itself, for lines without `upstream: "..."`
+/// (`connect() to [240e::1]:443 failed (101: ...)`).
+pub fn peer_in_text(message: &[u8]) -> Option<&[u8]> {
+    let rest = message
+        .strip_prefix(b"connect() to ")
+        .or_else(|| message.strip_prefix(b"kevent() reported that connect() to "))?;
+    let end = find(rest, b" failed")?;
+    let peer = &rest[..end];
+    (!peer.is_empty() && memchr(b' ', peer).is_none()).then_some(peer)
 }
 
 /// The key that starts the module's own line.
@@ -421,11 +609,21 @@ pub fn observation(m: &Message) -> Observation {
     }
 }
 
+/// Whether a message is another module's, not nginx's own: Lua's
+/// `[lua] main.lua:28: ...` (nginx's own messages never start with `[`),
+/// and the `lua ...` texts of lua-nginx-module.
+pub fn third_party(message: &[u8]) -> bool {
+    message.starts_with(b"[") || message.starts_with(b"lua ")
+}
+
 /// An attempt's failure, from its line's text: its parsed message and its
 /// cause. `None` for a line that is not an upstream failure (nginx's other
 /// lines, its warnings while on an upstream, a client leaving while the
 /// response is sent).
 pub fn attempt(message: &[u8]) -> Option<(Message, Cause)> {
+    if third_party(message) {
+        return None;
+    }
     let m = parse_message(message);
     if m.kind == MessageKind::Other {
         return None;
@@ -435,6 +633,149 @@ pub fn attempt(message: &[u8]) -> Option<(Message, Cause)> {
         return None;
     }
     classify(&observation(&m)).map(|c| (m, c))
+}
+
+/// Stream: an attempt's failure from a line of nginx's stream proxy (one
+/// whose suffix is stream's, [`Context::stream`]), from its text and its
+/// byte counts, as the stream module classifies it. `None` for a line
+/// that is not an upstream failure: the client's side, nginx's other
+/// lines.
+pub fn session_attempt(message: &[u8], c: &Context<'_>) -> Option<(Message, Cause)> {
+    let m = parse_message(message);
+    let connected = matches!(m.phase, Some(Phase::ProxyRead | Phase::ProxySend | Phase::Proxying));
+    // proxy_timeout with no byte either way: nginx ends the session as a
+    // success, at info (the client connection's timeout)
+    let idle = !c.udp && m.phase == Some(Phase::Proxying) && message.starts_with(b"connection timed out");
+    if m.kind == MessageKind::Other && !idle {
+        return None;
+    }
+    let before_connect = matches!(m.phase, Some(Phase::Connect | Phase::TlsHandshake))
+        || matches!(m.kind, MessageKind::ResolveFailed | MessageKind::NoLiveUpstreams);
+    if !connected && !before_connect {
+        return None;
+    }
+    let bytes = c.bytes.unwrap_or_default();
+    let o = Observation {
+        end: if idle { End::Finalized } else { End::Failed },
+        connection: true,
+        connected,
+        message: Some(m),
+        session: Some(Session {
+            udp: c.udp,
+            client_sent: bytes.from_client > 0,
+            upstream_sent: bytes.from_upstream > 0,
+            ..Session::default()
+        }),
+        ..Observation::default()
+    };
+    classify(&o).map(|c| (m, c))
+}
+
+/// Stream: what a line nginx's stream proxy writes without its suffix
+/// tells of its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionLine<'a> {
+    /// `[udp ]client 127.0.0.1:50000 connected to 0.0.0.0:6379` (info):
+    /// the session starts.
+    Client {
+        client: &'a [u8],
+        server: &'a [u8],
+        udp: bool,
+    },
+    /// `[udp ]proxy 127.0.0.1:40000 connected to 127.0.0.1:6380` (info):
+    /// an attempt's connect completed, to this peer.
+    Proxy { peer: &'a [u8], udp: bool },
+    /// The session ended (`upstream disconnected`, `client disconnected`,
+    /// `udp done`, `udp timed out`, `disconnected on shutdown`, at info),
+    /// with the cause its byte counts give: the upstream closed first
+    /// without a byte after the client's (`upstream_closed_silent`).
+    Ended { cause: Option<Cause> },
+}
+
+/// `A connected to B`, two addresses.
+fn connected_to(m: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = find(m, b" connected to ")?;
+    let (a, b) = (&m[..at], &m[at + 14..]);
+    let one = |v: &[u8]| !v.is_empty() && memchr(b' ', v).is_none();
+    (one(a) && one(b)).then_some((a, b))
+}
+
+/// The cheap test, on a whole line at `info`, of whether it may be one of
+/// stream's session lines ([`SessionLine`], or the idle timeout's
+/// `connection timed out ... while proxying connection`): what its message
+/// starts with.
+pub fn may_be_session_line(line: &[u8]) -> bool {
+    // "YYYY/MM/DD HH:MM:SS [info] PID#TID: *N message": the message starts
+    // after the first ": " past the level (plain loops: the lines are
+    // short and many)
+    let Some(rb) = line
+        .get(21..line.len().min(29))
+        .and_then(|l| l.iter().position(|&b| b == b']'))
+    else {
+        return false;
+    };
+    // "] PID#TID: "
+    let ids = line.get(21 + rb + 2..).unwrap_or_default();
+    let n = ids.iter().take_while(|b| b.is_ascii_digit() || **b == b'#').count();
+    let Some(mut m) = ids[n..].strip_prefix(b": ") else {
+        return false;
+    };
+    if m.first() == Some(&b'*') {
+        let n = m[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        m = m.get(n + 2..).unwrap_or_default();
+    }
+    let m = m.strip_prefix(b"udp ").unwrap_or(m);
+    match m.first() {
+        Some(b'p') => m.starts_with(b"proxy "),
+        Some(b'u') => m.starts_with(b"upstream disconnected"),
+        Some(b'd') => m.starts_with(b"disconnected on shutdown") || m.starts_with(b"done, packets"),
+        Some(b't') => m.starts_with(b"timed out, packets"),
+        Some(b'c') => {
+            m.starts_with(b"connection timed out")
+                || m.starts_with(b"client disconnected")
+                || m.strip_prefix(b"client ").is_some_and(|r| {
+                    // `client ADDR connected to`
+                    let addr = r.iter().position(|&b| b == b' ').unwrap_or(r.len());
+                    r[addr..].starts_with(b" connected to ")
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Reads one of stream's suffix-less lines ([`SessionLine`]).
+pub fn session_line(message: &[u8]) -> Option<SessionLine<'_>> {
+    let (udp, m) = match message.strip_prefix(b"udp ") {
+        Some(m) => (true, m),
+        None => (false, message),
+    };
+    if let Some((client, server)) = m.strip_prefix(b"client ").and_then(connected_to) {
+        return Some(SessionLine::Client { client, server, udp });
+    }
+    if let Some((_, peer)) = m.strip_prefix(b"proxy ").and_then(connected_to) {
+        return Some(SessionLine::Proxy { peer, udp });
+    }
+    if let Some(rest) = m.strip_prefix(b"upstream disconnected, ") {
+        let bytes = parse_bytes(rest)?;
+        let o = Observation {
+            end: End::Finalized,
+            connection: true,
+            connected: true,
+            read_eof: true,
+            session: Some(Session {
+                udp,
+                client_sent: bytes.from_client > 0,
+                upstream_sent: bytes.from_upstream > 0,
+                ..Session::default()
+            }),
+            ..Observation::default()
+        };
+        return Some(SessionLine::Ended { cause: classify(&o) });
+    }
+    let ended = m.starts_with(b"client disconnected, bytes from/to ")
+        || (udp && (m.starts_with(b"done, packets from/to ") || m.starts_with(b"timed out, packets from/to ")))
+        || m == b"disconnected on shutdown";
+    ended.then_some(SessionLine::Ended { cause: None })
 }
 
 #[cfg(test)]
@@ -483,6 +824,7 @@ mod tests {
                 subrequest: None,
                 upstream: Some(b"http://127.0.0.1:1/x"),
                 host: Some(b"a:8080"),
+                ..Context::default()
             }
         );
         assert_eq!(format_time(l.time), "2026/11/25 10:00:07");
@@ -583,6 +925,201 @@ mod tests {
             (&b"unix:/tmp/a.sock"[..], &b"http://unix:/tmp/a.sock"[..])
         );
         assert_eq!(peer_of(b"backend"), (&b"backend"[..], &b"backend"[..]));
+        assert_eq!(
+            peer_of(b"http://127.0.0.1:5001version"),
+            (&b"127.0.0.1:5001"[..], &b"http://127.0.0.1:5001"[..])
+        );
+        assert_eq!(peer_of(b"http://[::1]:81?x=1").0, b"[::1]:81");
+        assert_eq!(peer_of(b"http://backend?x").0, b"backend?x");
+        assert_eq!(peer_of(b"http://backend:/x").0, b"backend:");
+        assert_eq!(
+            peer_in_text(b"connect() to [240e::1]:443 failed (101: Network is unreachable)"),
+            Some(&b"[240e::1]:443"[..])
+        );
+        assert_eq!(
+            peer_in_text(b"connect() to unix:/run/php/php-fpm.sock failed (11: Resource temporarily unavailable)"),
+            Some(&b"unix:/run/php/php-fpm.sock"[..])
+        );
+        assert_eq!(peer_in_text(b"connect() failed (111: Connection refused)"), None);
+        let sock = b"http://unix:/tmp/gunicorn.sock/invocations";
+        assert_eq!(
+            peer_of_request(sock, Some(b"POST /invocations?x=1 HTTP/1.1")),
+            (&b"unix:/tmp/gunicorn.sock"[..], &b"http://unix:/tmp/gunicorn.sock"[..])
+        );
+        assert_eq!(peer_of_request(sock, None).0, b"unix:/tmp/gunicorn.sock/invocations");
+        assert_eq!(
+            peer_of_request(sock, Some(b"GET / HTTP/1.1")).0,
+            b"unix:/tmp/gunicorn.sock/invocations"
+        );
+        assert_eq!(
+            peer_of_request(b"http://unix:/a.sock:/x", Some(b"GET /x HTTP/1.1")).0,
+            b"unix:/a.sock"
+        );
+    }
+
+    /// A stream line, as nginx 1.28's stream proxy writes it.
+    fn stream(level: &str, msg: &str, suffix: &str) -> String {
+        format!("2026/11/25 10:00:07 [{level}] 51#51: *3 {msg}{suffix}")
+    }
+
+    const TCP: &str = ", client: 127.0.0.1, server: 127.0.0.1:9000, upstream: \"127.0.0.1:9001\", \
+        bytes from/to client:5/0, bytes from/to upstream:0/5";
+    const UDP: &str = ", udp client: 127.0.0.1, server: 127.0.0.1:9053, upstream: \"127.0.0.1:9054\", \
+        bytes from/to client:29/0, bytes from/to upstream:0/29";
+
+    #[test]
+    fn stream_s_suffix_is_read_with_its_byte_counts() {
+        let line = stream(
+            "error",
+            "recv() failed (104: Connection reset by peer) while proxying and reading from upstream",
+            TCP,
+        );
+        let l = parse_line(line.as_bytes()).unwrap();
+        assert_eq!(
+            l.message,
+            b"recv() failed (104: Connection reset by peer) while proxying and reading from upstream"
+        );
+        let c = l.context();
+        assert_eq!(c.client, Some(&b"127.0.0.1"[..]));
+        assert_eq!(c.server, Some(&b"127.0.0.1:9000"[..]));
+        assert_eq!(c.upstream, Some(&b"127.0.0.1:9001"[..]));
+        assert_eq!(peer_of(c.upstream.unwrap()).0, b"127.0.0.1:9001");
+        let b = Bytes {
+            from_client: 5,
+            to_client: 0,
+            from_upstream: 0,
+            to_upstream: 5,
+        };
+        assert_eq!((c.udp, c.bytes, c.stream()), (false, Some(b), true));
+        let line = stream(
+            "error",
+            "upstream timed out (110: Connection timed out) while proxying connection",
+            UDP,
+        );
+        let c = parse_line(line.as_bytes()).unwrap().context();
+        assert_eq!(
+            (c.udp, c.client, c.upstream),
+            (true, Some(&b"127.0.0.1"[..]), Some(&b"127.0.0.1:9054"[..]))
+        );
+        assert_eq!(c.bytes.map(|b| b.from_client), Some(29));
+        // without a peer (a resolver failure): the counts follow the server
+        let line = stream(
+            "error",
+            "nosuch.test could not be resolved (3: Host not found)",
+            ", client: 127.0.0.1, server: 0.0.0.0:9000, bytes from/to client:0/0, bytes from/to upstream:0/0",
+        );
+        let c = parse_line(line.as_bytes()).unwrap().context();
+        assert_eq!((c.upstream, c.bytes), (None, Some(Bytes::default())));
+        // HTTP's suffix is not stream's
+        assert!(!parse_line(REFUSED).unwrap().context().stream());
+        for bad in [
+            "bytes from/to client:",
+            "bytes from/to client:1/",
+            "bytes from/to client:1/2, bytes from/to upstream:x/1",
+            "bytes from/to client:99999999999999999999/1, bytes from/to upstream:1/1",
+        ] {
+            assert_eq!(parse_bytes(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn stream_s_lines_give_the_stream_module_s_causes() {
+        let cases: &[(&str, &str, Option<Cause>)] = &[
+            ("connect() failed (111: Connection refused) while connecting to upstream", TCP, Some(Cause::ConnectRefused)),
+            ("upstream timed out (110: Connection timed out) while connecting to upstream", TCP, Some(Cause::ConnectTimeout)),
+            ("no live upstreams while connecting to upstream", TCP, Some(Cause::NoLiveUpstreams)),
+            ("SSL_do_handshake() failed (SSL: error:0A00010B:SSL routines::wrong version number) while SSL handshaking to upstream", TCP, Some(Cause::TlsHandshakeFailed)),
+            ("upstream SSL certificate verify error: (18:self-signed certificate) while SSL handshaking to upstream", TCP, Some(Cause::TlsVerifyFailed)),
+            ("recv() failed (104: Connection reset by peer) while proxying and reading from upstream", TCP, Some(Cause::UpstreamReset)),
+            ("send() failed (32: Broken pipe) while proxying and sending to upstream", TCP, Some(Cause::SendFailed)),
+            ("connection timed out (110: Connection timed out) while proxying connection", TCP, Some(Cause::IdleTimeout)),
+            ("recv() failed (111: Connection refused) while proxying and reading from upstream", UDP, Some(Cause::ConnectRefused)),
+            ("upstream timed out (110: Connection timed out) while proxying connection", UDP, Some(Cause::UdpNoResponse)),
+            // the client's side and nginx's other lines
+            ("recv() failed (104: Connection reset by peer) while proxying and reading from client", TCP, None),
+            ("send() failed (32: Broken pipe) while proxying and sending to client", TCP, None),
+            ("upstream server temporarily disabled while connecting to upstream", TCP, None),
+            ("client timed out (110: Connection timed out) while proxying connection", TCP, None),
+            ("buffered data on next upstream while connecting to upstream", TCP, None),
+        ];
+        for (msg, suffix, want) in cases {
+            let line = stream("error", msg, suffix);
+            let l = parse_line(line.as_bytes()).unwrap();
+            let c = l.context();
+            assert!(c.stream(), "{line}");
+            assert_eq!(l.message, msg.as_bytes());
+            assert_eq!(session_attempt(l.message, &c).map(|(_, c)| c), *want, "{msg}");
+        }
+        let l = parse_line(
+            b"2026/11/25 10:00:07 [error] 51#51: *3 nosuch.test could not be resolved (3: Host not found), \
+            client: 127.0.0.1, server: 0.0.0.0:9000, bytes from/to client:0/0, bytes from/to upstream:0/0",
+        )
+        .unwrap();
+        assert_eq!(
+            session_attempt(l.message, &l.context()).map(|(_, c)| c),
+            Some(Cause::ResolveFailed)
+        );
+    }
+
+    #[test]
+    fn stream_s_lines_without_a_suffix_tell_how_the_session_went() {
+        fn read(m: &str) -> Option<SessionLine<'_>> {
+            session_line(m.as_bytes())
+        }
+        assert_eq!(
+            read("client 127.0.0.1:50000 connected to 127.0.0.1:9000"),
+            Some(SessionLine::Client {
+                client: b"127.0.0.1:50000",
+                server: b"127.0.0.1:9000",
+                udp: false
+            })
+        );
+        assert_eq!(
+            read("udp proxy 127.0.0.1:40000 connected to 127.0.0.1:9054"),
+            Some(SessionLine::Proxy {
+                peer: b"127.0.0.1:9054",
+                udp: true
+            })
+        );
+        // the backend read the client's bytes and closed without a byte
+        assert_eq!(
+            read("upstream disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5"),
+            Some(SessionLine::Ended {
+                cause: Some(Cause::UpstreamClosedSilent)
+            })
+        );
+        for ended in [
+            "upstream disconnected, bytes from/to client:5/7, bytes from/to upstream:7/5",
+            "upstream disconnected, bytes from/to client:0/0, bytes from/to upstream:0/0",
+            "client disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5",
+            "udp done, packets from/to client:1/0, bytes from/to client:29/0, bytes from/to upstream:0/29",
+            "udp timed out, packets from/to client:1/1, bytes from/to client:29/60, bytes from/to upstream:60/29",
+            "disconnected on shutdown",
+        ] {
+            assert_eq!(read(ended), Some(SessionLine::Ended { cause: None }), "{ended}");
+        }
+        let info = |m: &str| may_be_session_line(format!("2026/11/25 10:00:07 [info] 51#51: *3 {m}").as_bytes());
+        assert!(info(
+            "upstream disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5"
+        ));
+        assert!(info("udp client 127.0.0.1:5000 connected to 127.0.0.1:53"));
+        assert!(info(
+            "connection timed out (110: Connection timed out) while proxying connection, client: x"
+        ));
+        assert!(!info("client 10.0.0.1 closed keepalive connection"));
+        assert!(!info(
+            "client closed connection while waiting for request, client: 10.0.0.1, server: 0.0.0.0:80"
+        ));
+        assert!(!may_be_session_line(b"2026/11/25 10:00:07 [info]"));
+        for other in [
+            "upstream disconnected, bytes from/to client:5",
+            "client 127.0.0.1 connected",
+            "proxy  connected to ",
+            "done, packets from/to client:1/0",
+            "signal process started",
+        ] {
+            assert_eq!(read(other), None, "{other}");
+        }
     }
 
     #[test]
@@ -637,6 +1174,22 @@ mod tests {
             ("upstream server temporarily disabled while connecting to upstream", None),
             ("an upstream response is buffered to a temporary file /x while reading upstream", None),
             ("open() \"/x\" failed (2: No such file or directory)", None),
+            // other modules' lines
+            ("[lua] main.lua:28: handler(): failed to connect: api.internal could not be resolved (110: Operation timed out)", None),
+            ("[lua] balancer.lua:12: upstream timed out (110: Connection timed out) while connecting to upstream", None),
+            ("lua tcp socket connect timed out, when connecting to 10.0.0.1:6379", None),
+            // other platforms' errnos
+            ("kevent() reported that connect() failed (61: Connection refused) while connecting to upstream", Some(Cause::ConnectRefused)),
+            (
+                "connect() failed (10061: No connection could be made because the target machine actively refused it) while connecting to upstream",
+                Some(Cause::ConnectRefused),
+            ),
+            (
+                "WSARecv() failed (10054: An existing connection was forcibly closed by the remote host) while reading response header from upstream",
+                Some(Cause::UpstreamReset),
+            ),
+            ("connect() to 10.0.0.1:80 failed (65: No route to host) while connecting to upstream", Some(Cause::ConnectUnreachable)),
+            ("connect() failed (113: Host is unreachable) while connecting to upstream", Some(Cause::ConnectUnreachable)),
         ];
         for (text, want) in cases {
             assert_eq!(attempt(text.as_bytes()).map(|(_, c)| c), *want, "{text}");

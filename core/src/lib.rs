@@ -12,6 +12,7 @@ pub mod hint;
 pub mod metrics;
 pub mod observed;
 pub mod peers;
+pub mod prefix;
 pub mod proxy_status;
 pub mod render;
 pub mod scan;

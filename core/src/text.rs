@@ -146,8 +146,9 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
-/// The first "(NNN: " in the text: nginx's rendering of an errno.
-pub fn parse_errno(text: &[u8]) -> Option<u16> {
+/// The first "(NNN: " in the text: nginx's rendering of an errno, as its
+/// platform numbers it, with its text (up to the ")").
+pub fn parse_errno_text(text: &[u8]) -> Option<(u16, &[u8])> {
     let mut i = 0;
     while let Some(off) = text.get(i..).and_then(|t| memchr(b'(', t)) {
         let start = i + off + 1;
@@ -158,12 +159,19 @@ pub fn parse_errno(text: &[u8]) -> Option<u16> {
                 n = n * 10 + u32::from(b - b'0');
             }
             if let Ok(n) = u16::try_from(n) {
-                return Some(n);
+                let from = start + digits + 2;
+                let end = memchr(b')', &text[from..]).map_or(text.len(), |e| from + e);
+                return Some((n, &text[from..end]));
             }
         }
         i = start;
     }
     None
+}
+
+/// The errno of the text, in Linux's numbers ([`crate::errno::canonical`]).
+pub fn parse_errno(text: &[u8]) -> Option<u16> {
+    parse_errno_text(text).map(|(n, t)| crate::errno::canonical(n, t))
 }
 
 /// Splits "message while action" into the message and the phase.
@@ -192,6 +200,7 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
     } else if starts(b"recv() failed")
         || starts(b"readv() failed")
         || starts(b"SSL_read() failed")
+        || starts(b"WSARecv() failed")
         || starts(b"kevent() reported about an closed connection")
     {
         MessageKind::RecvFailed
@@ -199,6 +208,7 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
         || starts(b"send() failed")
         || starts(b"sendfile() failed")
         || starts(b"SSL_write() failed")
+        || starts(b"WSASend() failed")
         || starts(b"sendmsg() failed")
     {
         MessageKind::SendFailed
@@ -218,7 +228,7 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
         MessageKind::InvalidHeader
     } else if starts(b"no live upstreams") {
         MessageKind::NoLiveUpstreams
-    } else if starts(b"no resolver defined to resolve ") || has(b" could not be resolved") {
+    } else if starts(b"no resolver defined to resolve ") || resolver_failed(msg) {
         MessageKind::ResolveFailed
     } else if starts(b"upstream SSL certificate") {
         MessageKind::TlsVerify
@@ -229,6 +239,12 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
     } else {
         MessageKind::Other
     }
+}
+
+/// nginx's resolver: `NAME could not be resolved (3: Host not found)`, the
+/// name first (a Lua cosocket's own failure says more before it).
+fn resolver_failed(msg: &[u8]) -> bool {
+    find(msg, b" could not be resolved").is_some_and(|at| at > 0 && memchr(b' ', &msg[..at]).is_none())
 }
 
 /// HTTP/2's REFUSED_STREAM error code (RFC 9113, section 7).

@@ -10,6 +10,7 @@ use upstream_cause_core::render::{
 };
 use upstream_cause_core::text::{extract_message, parse_message, MessageKind};
 use upstream_cause_core::{classify, final_cause, Cause, End, Observation};
+use upstream_cause_core::{errlog, prefix};
 
 fn printable_line(b: &[u8]) -> bool {
     b.iter().all(|&c| (0x20..0x7f).contains(&c))
@@ -65,6 +66,26 @@ proptest! {
         prop_assert!(msg.len() <= line.len());
         let _ = parse_message(msg);
         let _ = extract_message(&line, None);
+    }
+
+    #[test]
+    fn reading_any_line_never_panics(prefix in proptest::collection::vec(any::<u8>(), 0..80), line in nginxish()) {
+        // a prefix in front of bytes shaped as nginx's line, and alone
+        let stamped = [&prefix[..], b" 2026/11/25 10:00:07 [error] 1#1: *2 ", &line[..]].concat();
+        for l in [&stamped[..], &line[..], &prefix[..]] {
+            if let Some((start, origin)) = prefix::find(l) {
+                prop_assert!(start <= l.len() && origin.len() <= start);
+                let _ = prefix::clean_origin(origin);
+                if let Some(p) = errlog::parse_line(&l[start..]) {
+                    let c = p.context();
+                    let _ = errlog::attempt(p.message);
+                    let _ = errlog::session_attempt(p.message, &c);
+                    let _ = errlog::session_line(p.message);
+                    let _ = errlog::peer_in_text(p.message);
+                    let _ = c.upstream.map(|u| errlog::peer_of_request(u, c.request));
+                }
+            }
+        }
     }
 
     #[test]

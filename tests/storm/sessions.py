@@ -29,7 +29,7 @@ CR, CLOSED, RESET = "connect_refused", "upstream_closed_silent", "upstream_reset
 
 LOG_FORMAT = (
     "log_format storm_stream escape=json '{"
-    '"p":"$pid","sp":"$server_port","s":"$status","a":"$upstream_addr",'
+    '"p":"$pid","k":"$connection","sp":"$server_port","s":"$status","a":"$upstream_addr",'
     '"c":"$upstream_cause","l":"$upstream_cause_list","d":"$upstream_cause_detail"'
     "}';"
 )
