@@ -51,7 +51,8 @@ BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-
 # redis-tools and bind9-dnsutils: a real Redis with redis-cli, and dig,
 # behind nginx's stream proxy)
 TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl
-    php-fpm python3-grpcio python3-hpack prometheus python3-pip time redis-server redis-tools bind9-dnsutils)
+    php-fpm python3-grpcio python3-hpack prometheus python3-pip time redis-server redis-tools bind9-dnsutils
+    runit s6)
 
 # PyPI packages the tests use that Debian does not ship, under .work/pylib
 # (tests/conftest.py puts it on the path): http-sf, a Structured Fields
