@@ -69,6 +69,19 @@ pub struct Bytes {
     pub to_upstream: u64,
 }
 
+impl Bytes {
+    /// What the counts tell of the session, as the stream module reads
+    /// them from its own counters.
+    fn session(&self, udp: bool) -> Session {
+        Session {
+            udp,
+            client_sent: self.from_client > 0,
+            upstream_sent: self.from_upstream > 0,
+            ..Session::default()
+        }
+    }
+}
+
 /// What nginx's HTTP log handler appends to a request's line, or its
 /// stream log handler to a session's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -660,12 +673,7 @@ pub fn session_attempt(message: &[u8], c: &Context<'_>) -> Option<(Message, Caus
         connection: true,
         connected,
         message: Some(m),
-        session: Some(Session {
-            udp: c.udp,
-            client_sent: bytes.from_client > 0,
-            upstream_sent: bytes.from_upstream > 0,
-            ..Session::default()
-        }),
+        session: Some(bytes.session(c.udp)),
         ..Observation::default()
     };
     classify(&o).map(|c| (m, c))
@@ -762,12 +770,7 @@ pub fn session_line(message: &[u8]) -> Option<SessionLine<'_>> {
             connection: true,
             connected: true,
             read_eof: true,
-            session: Some(Session {
-                udp,
-                client_sent: bytes.from_client > 0,
-                upstream_sent: bytes.from_upstream > 0,
-                ..Session::default()
-            }),
+            session: Some(bytes.session(udp)),
             ..Observation::default()
         };
         return Some(SessionLine::Ended { cause: classify(&o) });
