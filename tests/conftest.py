@@ -228,7 +228,7 @@ class Nginx:
     """One nginx instance (master + 1 worker, foreground) in its own prefix."""
 
     def __init__(self, prefix: Path, http_body: str, error_level="info", main_extra="", workers=1,
-                 binary=None, module=None, stream_body=None):
+                 binary=None, module=None, stream_body=None, connections=256):
         INSTANCES.append(self)
         # another nginx, or another build of the module (tests/test_build.py)
         self.binary = binary or NGINX_BIN
@@ -260,7 +260,7 @@ class Nginx:
             f"pid {prefix}/logs/nginx.pid;\n"
             f"error_log {self.error_log} {error_level};\n"
             f"{main_extra}\n"
-            "events { worker_connections 256; }\n"
+            f"events {{ worker_connections {connections}; }}\n"
             "http {\n"
             f"  {JSON_FORMAT}\n  {PLAIN_FORMAT}\n"
             f"  access_log {self.access_log} cause_json;\n"

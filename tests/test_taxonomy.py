@@ -46,6 +46,21 @@ def test_connect_error_when_proxy_bind_fails(nginx_factory):
     assert nginx.wait_error(r"\[crit\] .*bind\(127\.0\.0\.1:\d+\) failed \(98")
 
 
+def test_connect_error_when_worker_connections_run_out(nginx_factory):
+    """A worker with 3 connections: its channel to the master, the
+    listener and the client's take them all, so the upstream's gets none.
+    nginx answers 500, and says so at alert."""
+    nginx = nginx_factory(f"""
+        upstream_cause_header X-Upstream-Cause;
+        server {{ listen 127.0.0.1:@PORT@;
+            location / {{ proxy_pass http://127.0.0.1:{dead_port()}; }}
+        }}""", connections=3)
+    e = failure(nginx, "/x", 500, "connect_error")
+    assert e["upstream_cause_detail"] == "3 worker_connections are not enough while connecting to upstream"
+    line = nginx.wait_error(r"\[error\] .*upstream_cause=connect_error ")[0]
+    assert "hint=\"nginx's worker had no free connection for the upstream" in line, line
+
+
 @pytest.fixture
 def full_backlog():
     """A listener that never accepts, its queue full: SYNs are dropped."""

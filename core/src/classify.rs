@@ -196,6 +196,7 @@ fn classify_inner(o: &Observation) -> Option<Cause> {
 
     match kind {
         MessageKind::ConnectFailed => return Some(connect_cause(o.errno(), o.unix())),
+        MessageKind::NoConnections => return Some(Cause::ConnectError),
         // HTTP/2: nginx ends these with "invalid header" for the upstream
         // core, so the text alone tells a refused or reset stream.
         MessageKind::StreamRefused | MessageKind::GoAway => return Some(Cause::StreamRefused),

@@ -31,6 +31,9 @@ pub fn hint(cause: Cause, message: Option<&Message>) -> &'static str {
         (Cause::ConnectError, _, Some(EADDRNOTAVAIL), false) => Some(
             "no free local port for the connection: too many connections to the upstream in TIME_WAIT; enable upstream keepalive",
         ),
+        (Cause::ConnectError, MessageKind::NoConnections, ..) => Some(
+            "nginx's worker had no free connection for the upstream: raise worker_connections, or find what holds connections open",
+        ),
         (Cause::UpstreamReset, MessageKind::ConnectFailed, Some(ECONNRESET), _) => Some(
             "reset as it was made: the upstream's listener closed with the connection still in its accept queue (its process exited or restarted)",
         ),
@@ -50,7 +53,7 @@ pub fn hint(cause: Cause, message: Option<&Message>) -> &'static str {
 
 /// Every refined hint, for the tests that hold them to the rules of hints
 /// and the documentation to the code.
-pub const REFINED: usize = 10;
+pub const REFINED: usize = 11;
 
 #[cfg(test)]
 mod tests {
@@ -70,6 +73,7 @@ mod tests {
             (Cause::ConnectError, "connect() to 10.0.0.1:80 failed (13: Permission denied) while connecting to upstream"),
             (Cause::ConnectError, "connect() to 127.0.0.1:80 failed (24: Too many open files) while connecting to upstream"),
             (Cause::ConnectError, "connect() to 127.0.0.1:80 failed (99: Cannot assign requested address) while connecting to upstream"),
+            (Cause::ConnectError, "512 worker_connections are not enough while connecting to upstream"),
             (Cause::UpstreamReset, "connect() failed (104: Connection reset by peer) while connecting to upstream"),
             (Cause::StreamRefused, "upstream sent goaway with error 0 while reading response header from upstream"),
             (Cause::StreamRefused, "upstream rejected request with error 7 while reading response header from upstream"),

@@ -54,6 +54,9 @@ impl Phase {
 pub enum MessageKind {
     /// `connect() failed (111: ...)`, `connect() to 1.2.3.4:80 failed (99: ...)`
     ConnectFailed,
+    /// `512 worker_connections are not enough`: the worker had no free
+    /// connection for the upstream's (nginx answers 500)
+    NoConnections,
     /// `upstream timed out (110: ...)`
     TimedOut,
     /// `upstream prematurely closed connection`
@@ -193,6 +196,8 @@ pub fn message_kind(msg: &[u8]) -> MessageKind {
         || starts(b"socket() failed")
     {
         MessageKind::ConnectFailed
+    } else if has(b" worker_connections are not enough") {
+        MessageKind::NoConnections
     } else if starts(b"upstream timed out") {
         MessageKind::TimedOut
     } else if starts(b"upstream prematurely closed") {
@@ -437,6 +442,7 @@ mod tests {
                 ConnectFailed,
             ),
             (b"socket() failed (24: Too many open files)", ConnectFailed),
+            (b"512 worker_connections are not enough", NoConnections),
             (b"upstream timed out (110: Connection timed out)", TimedOut),
             (b"upstream prematurely closed connection", PrematurelyClosed),
             (b"upstream prematurely closed FastCGI stdout", PrematurelyClosed),

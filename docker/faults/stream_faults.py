@@ -11,7 +11,9 @@ the same on every connection or datagram, whatever the client speaks.
     echo@HOST:PORT      TCP: send back what it read, then close
     reset-on-signal@HOST:PORT  TCP: accept, read nothing, print "accepted";
                         on SIGUSR1 reset (RST) every connection it holds and
-                        print "reset" (a test decides when the reset comes)
+                        print "reset" once for each (a test decides when the
+                        reset comes); later connections wait for the next
+                        SIGUSR1
     udp-silent@HOST:PORT  UDP: read datagrams, never answer
     udp-echo@HOST:PORT    UDP: answer each datagram with itself
 
@@ -27,14 +29,27 @@ import threading
 import time
 
 LIFETIME = 120.0
-RESET = threading.Event()
+# reset-on-signal: each held connection's own event; SIGUSR1 sets those
+# held now, so a later connection waits for the next signal
+HELD = []
+HELD_LOCK = threading.Lock()
+
+
+def reset_held(*_):
+    with HELD_LOCK:
+        for event in HELD:
+            event.set()
+        HELD.clear()
 
 
 def tcp_handler(mode, conn):
     conn.settimeout(LIFETIME)
     if mode == "reset-on-signal":
+        event = threading.Event()
+        with HELD_LOCK:
+            HELD.append(event)
         print("accepted", flush=True)
-        RESET.wait(LIFETIME)
+        event.wait(LIFETIME)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
         print("reset", flush=True)
@@ -87,7 +102,7 @@ def main(specs):
             threads.append(threading.Thread(target=tcp_listener, args=(mode, sock), daemon=True))
         else:
             sys.exit(f"unknown mode {mode!r}")
-    signal.signal(signal.SIGUSR1, lambda *_: RESET.set())
+    signal.signal(signal.SIGUSR1, reset_held)
     for t in threads:
         t.start()
     print("ready", flush=True)
