@@ -9,6 +9,7 @@ pub mod classify;
 pub mod errlog;
 pub mod errno;
 pub mod hint;
+pub mod live;
 pub mod metrics;
 pub mod observed;
 pub mod peers;

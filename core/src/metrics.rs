@@ -175,7 +175,7 @@ impl Fnv {
 }
 
 /// `h` with `bytes` mixed in, eight at a time, then their length.
-fn mix(mut h: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn mix(mut h: u64, bytes: &[u8]) -> u64 {
     const K: u64 = 0xff51_afd7_ed55_8ccd;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
@@ -279,10 +279,16 @@ pub enum Counted {
 
 /// Counts `n` under `key` in `slots`.
 pub fn count(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64) -> Counted {
+    count_slot(h, slots, key, n).0
+}
+
+/// Counts `n` under `key` in `slots`, and says in which slot (the live
+/// view keeps each slot's recent counts beside it, at the same index).
+pub fn count_slot(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64) -> (Counted, Option<usize>) {
     let cap = slots.len();
     if cap == 0 {
         h.dropped += n;
-        return Counted::Dropped;
+        return (Counted::Dropped, None);
     }
     let (up, peer) = (label(key.upstream), label(key.peer));
     let key = &Key {
@@ -291,8 +297,8 @@ pub fn count(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64) -> Cou
         ..*key
     };
     let normal_limit = cap - RESERVE.min(cap / 2);
-    if add(h, slots, key, n, normal_limit) {
-        return Counted::Exact;
+    if let Some(i) = add(h, slots, key, n, normal_limit) {
+        return (Counted::Exact, Some(i));
     }
     let first = h.warned == 0;
     h.warned = 1;
@@ -312,35 +318,36 @@ pub fn count(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64) -> Cou
         peer: if key.family == Family::Attempts { OTHER } else { b"" },
         ..*key
     };
-    if add(h, slots, &other_peer, n, cap - 1) || add(h, slots, &other_all, n, cap) {
-        return Counted::Overflow { first };
+    if let Some(i) = add(h, slots, &other_peer, n, cap - 1).or_else(|| add(h, slots, &other_all, n, cap)) {
+        return (Counted::Overflow { first }, Some(i));
     }
     h.dropped += n;
-    Counted::Dropped
+    (Counted::Dropped, None)
 }
 
 /// Adds to an existing series, or creates it while fewer than `limit`
-/// slots are used. Linear probing.
-fn add(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64, limit: usize) -> bool {
+/// slots are used; gives the series' slot. Linear probing.
+fn add(h: &mut Header, slots: &mut [Series], key: &Key<'_>, n: u64, limit: usize) -> Option<usize> {
     let cap = slots.len();
     let start = (key.hash() % cap as u64) as usize;
     for i in 0..cap {
-        let s = &mut slots[(start + i) % cap];
+        let at = (start + i) % cap;
+        let s = &mut slots[at];
         if s.family == 0 {
             if (h.used as usize) >= limit {
-                return false;
+                return None;
             }
             s.set(key);
             s.count = n;
             h.used += 1;
-            return true;
+            return Some(at);
         }
         if s.matches(key) {
             s.count = s.count.saturating_add(n);
-            return true;
+            return Some(at);
         }
     }
-    false
+    None
 }
 
 /// Writes a Prometheus label value: `\`, `"` and newline escaped; other
