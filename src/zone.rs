@@ -1,15 +1,19 @@
 //! The counters' shared memory: a zone (nginx slab pool) shared by all
-//! workers and kept across reloads, holding one table of series.
+//! workers and kept across reloads, holding one table of series, each
+//! series' recent counts beside it, and the live view's records (failing
+//! peers, a ring of recent failures).
 //!
-//! The table's logic and rendering are in `upstream_cause_core::metrics`;
-//! this module places the table in the zone and hands it out under the
-//! slab pool's mutex, and renders the tables for the scrape. What is
+//! The table's logic and rendering are in `upstream_cause_core::metrics`,
+//! the live view's in `upstream_cause_core::live`; this module places them
+//! in the zone and hands them out under the slab pool's mutex, and renders
+//! the tables for the scrape. What is
 //! counted is each module's (HTTP's: `http/count.rs`), and so is the
 //! location that serves the scrape (`http/metrics.rs`).
 
 use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ngx::allocator::Allocator;
 use ngx::core::{SlabPool, Status};
@@ -18,6 +22,9 @@ use ngx::ffi::{
     NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
+use upstream_cause_core::live::{
+    peer_hash, Failure, Kind, Live, LiveHeader, PeerRecord, Recent, SuccessFilter, Window,
+};
 #[cfg(feature = "http")]
 use upstream_cause_core::metrics::render_prometheus;
 use upstream_cause_core::metrics::{self, Counted, Header, Key, Series};
@@ -26,14 +33,30 @@ use upstream_cause_core::render::{FixedBuf, Sink};
 use crate::conf::ConfError;
 
 /// Marks a table of this layout (changed layouts start afresh).
-const MAGIC: u64 = 0x7563_7a6f_6e65_0002;
+const MAGIC: u64 = 0x7563_7a6f_6e65_0003;
 
-/// What the zone holds: bookkeeping, then `capacity` series.
+/// What the zone holds: bookkeeping, then `capacity` series, their
+/// `capacity` windows (same index), `peers` failing peers' records and a
+/// ring of `ring` recent failures.
 #[repr(C)]
 pub struct Shared {
     magic: u64,
     capacity: u64,
+    peers: u64,
+    ring: u64,
     pub header: Header,
+    pub live: LiveHeader,
+    /// Failures recorded since the zone started, read without the lock by
+    /// the success path (written under it).
+    failures: AtomicU64,
+}
+
+/// The zone's records, borrowed under its lock.
+pub struct Table<'a> {
+    pub header: &'a mut Header,
+    pub slots: &'a mut [Series],
+    pub windows: &'a mut [Window],
+    pub live: Live<'a>,
 }
 
 impl Shared {
@@ -42,25 +65,52 @@ impl Shared {
         self.capacity as usize
     }
 
-    pub fn slots(&mut self) -> &mut [Series] {
-        // SAFETY: `init_table` allocated `capacity` series right after the
-        // header, zeroed (a zeroed Series is a free slot).
+    /// The zone's records (the caller holds the slab pool's mutex).
+    pub fn table(&mut self) -> Table<'_> {
+        let (cap, peers, ring) = (self.capacity as usize, self.peers as usize, self.ring as usize);
+        // SAFETY: `init_table` allocated, right after this header and
+        // zeroed, `capacity` series, `capacity` windows, `peers` records
+        // and `ring` recent failures (zeroed, each is empty); the four
+        // slices do not overlap, nor the header fields borrowed beside.
         unsafe {
-            let first = ptr::from_mut(self).add(1).cast::<Series>();
-            core::slice::from_raw_parts_mut(first, self.capacity as usize)
+            let slots = ptr::from_mut(self).add(1).cast::<Series>();
+            let windows = slots.add(cap).cast::<Window>();
+            let records = windows.add(cap).cast::<PeerRecord>();
+            let recent = records.add(peers).cast::<Recent>();
+            Table {
+                header: &mut *ptr::addr_of_mut!(self.header),
+                slots: core::slice::from_raw_parts_mut(slots, cap),
+                windows: core::slice::from_raw_parts_mut(windows, cap),
+                live: Live {
+                    header: &mut *ptr::addr_of_mut!(self.live),
+                    peers: core::slice::from_raw_parts_mut(records, peers),
+                    ring: core::slice::from_raw_parts_mut(recent, ring),
+                },
+            }
         }
+    }
+
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub fn slots(&mut self) -> &mut [Series] {
+        self.table().slots
     }
 }
 
-const _: () = assert!(core::mem::size_of::<Shared>() % core::mem::align_of::<Series>() == 0);
+const _: () = assert!(core::mem::size_of::<Shared>() % 8 == 0);
+const _: () = assert!(core::mem::align_of::<Series>() <= 8 && core::mem::align_of::<Window>() <= 8);
+const _: () = assert!(core::mem::align_of::<PeerRecord>() <= 8 && core::mem::align_of::<Recent>() <= 8);
 
-/// Bytes of zone per series.
-pub const SERIES_BYTES: usize = core::mem::size_of::<Series>();
+/// Bytes of zone per series (and its window).
+pub const SERIES_BYTES: usize = core::mem::size_of::<Series>() + core::mem::size_of::<Window>();
+/// Bytes of zone per failing peer's record, and per recent failure.
+pub const PEER_BYTES: usize = core::mem::size_of::<PeerRecord>();
+pub const RECENT_BYTES: usize = core::mem::size_of::<Recent>();
 
 // A table is reused across reloads and binary upgrades when its MAGIC
-// matches: a series of another size (272 bytes) needs another MAGIC.
+// matches: records of other sizes need another MAGIC.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(SERIES_BYTES == 272 && MAGIC == 0x7563_7a6f_6e65_0002);
+const _: () =
+    assert!(SERIES_BYTES == 272 + 112 && PEER_BYTES == 640 && RECENT_BYTES == 640 && MAGIC == 0x7563_7a6f_6e65_0003);
 
 /// Registers the zone `upstream_cause_zone` names, for the module `tag`
 /// (its `ngx_module_t`: nginx tells zones apart by name and tag).
@@ -112,25 +162,50 @@ extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int
     })
 }
 
+/// How a zone of `size` bytes is shared out: an eighth of what the slab
+/// pool gives to failing peers' records, an eighth to recent failures (at
+/// least one of each), the rest to series and their windows.
+pub fn layout(size: usize) -> (usize, usize, usize) {
+    let room = size.saturating_sub(size / 64 + 16 * 1024);
+    let peers = (room / 8 / PEER_BYTES).max(1);
+    let ring = (room / 8 / RECENT_BYTES).max(1);
+    let series = room.saturating_sub(peers * PEER_BYTES + ring * RECENT_BYTES) / SERIES_BYTES;
+    (series, peers, ring)
+}
+
 /// The biggest table the zone's slab pool gives, zeroed.
 fn init_table(pool: &SlabPool, zone_size: usize) -> Option<NonNull<Shared>> {
     let head = core::mem::size_of::<Shared>();
-    let mut capacity = zone_size.saturating_sub(zone_size / 64 + 16 * 1024) / SERIES_BYTES;
+    let (mut capacity, peers, ring) = layout(zone_size);
+    let rest = peers * PEER_BYTES + ring * RECENT_BYTES;
     let locked = pool.lock();
     while capacity > 0 {
-        let layout = Layout::from_size_align(head + capacity * SERIES_BYTES, 8).ok()?;
+        let layout = Layout::from_size_align(head + capacity * SERIES_BYTES + rest, 8).ok()?;
         if let Ok(mem) = locked.allocate_zeroed(layout) {
             let shared = mem.cast::<Shared>();
             // SAFETY: fresh zeroed memory of the layout's size.
             unsafe {
                 (*shared.as_ptr()).magic = MAGIC;
                 (*shared.as_ptr()).capacity = capacity as u64;
+                (*shared.as_ptr()).peers = peers as u64;
+                (*shared.as_ptr()).ring = ring as u64;
+                (*shared.as_ptr()).live.started_ms = now_ms();
             }
             return Some(shared);
         }
         capacity -= (capacity / 32).max(1);
     }
     None
+}
+
+/// nginx's cached time, in milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    // SAFETY: nginx's cached time is set before any module code runs and
+    // points at a live slot of its time cache.
+    let t = unsafe { ngx::ffi::ngx_cached_time.as_ref() };
+    t.map_or(0, |t| {
+        u64::try_from(t.sec).unwrap_or(0) * 1000 + u64::try_from(t.msec).unwrap_or(0)
+    })
 }
 
 /// A zone of the same name with another size in the running configuration:
@@ -214,6 +289,7 @@ pub fn render(out: &mut impl Sink) -> Option<()> {
     // zones does not change while it runs.
     let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref()? };
     let mut snapshot = Vec::new();
+    let mut starts: Vec<(Vec<u8>, u64)> = Vec::new();
     let mut header = Header::default();
     let (mut capacity, mut found, mut stream) = (0, false, false);
     // SAFETY: as above.
@@ -221,8 +297,9 @@ pub fn render(out: &mut impl Sink) -> Option<()> {
         let Some(is_stream) = owner(cycle, zone.tag) else {
             continue;
         };
-        let read = with_table(ptr::from_ref(zone).cast_mut(), |_, t| {
+        let read = with_table(ptr::from_ref(zone).cast_mut(), |name, t| {
             snapshot.extend(t.slots().iter().filter(|s| s.family().is_some()).copied());
+            starts.push((name.to_vec(), t.live.started_ms));
             (t.header, t.capacity())
         });
         if let Some((h, cap)) = read {
@@ -237,6 +314,8 @@ pub fn render(out: &mut impl Sink) -> Option<()> {
         return None;
     }
     render_prometheus(out, &mut snapshot, &header, capacity, stream);
+    starts.sort();
+    metrics::render_start_times(out, &starts);
     Some(())
 }
 
@@ -264,20 +343,33 @@ impl HostPort {
     }
 }
 
-/// Counts each key `keys` gives, in the zone's table under its lock; the
+/// Counts each key `keys` gives, in the zone's table under its lock, and
+/// records each failed attempt given with its key in the live view; the
 /// first time the table overflows in its life, says so once on `log`.
-pub fn count(zone: *mut ngx_shm_zone_t, log: *mut ngx_log_t, keys: impl FnOnce(&mut dyn FnMut(&Key<'_>))) {
+pub fn count(
+    zone: *mut ngx_shm_zone_t,
+    log: *mut ngx_log_t,
+    keys: impl FnOnce(&mut dyn FnMut(&Key<'_>, Option<&Failure<'_>>)),
+) {
     let counted = with_table(zone, |zone, t| {
-        let mut header = t.header;
-        let slots = t.slots();
         let mut first_overflow = false;
-        keys(&mut |key: &Key<'_>| {
-            first_overflow |= matches!(
-                metrics::count(&mut header, slots, key, 1),
-                Counted::Overflow { first: true }
-            );
+        let mut recorded = 0;
+        let table = t.table();
+        let (header, slots, windows, mut live) = (table.header, table.slots, table.windows, table.live);
+        keys(&mut |key: &Key<'_>, failure: Option<&Failure<'_>>| {
+            let (counted, at) = metrics::count_slot(header, slots, key, 1);
+            first_overflow |= matches!(counted, Counted::Overflow { first: true });
+            if let Some(f) = failure {
+                if let Some(w) = at.and_then(|i| windows.get_mut(i)) {
+                    w.add(f.ms / 1000, 1);
+                }
+                live.failure(f);
+                recorded += 1;
+            }
         });
-        t.header = header;
+        if recorded > 0 {
+            t.failures.fetch_add(recorded, Ordering::Relaxed);
+        }
         first_overflow.then(|| String::from_utf8_lossy(zone).into_owned())
     });
     if let Some(Some(zone)) = counted {
@@ -309,4 +401,40 @@ pub fn with_table<R>(zone: *mut ngx_shm_zone_t, f: impl FnOnce(&[u8], &mut Share
         return None;
     }
     Some(f(z.shm.name.as_bytes(), t))
+}
+
+/// The zone's table, for what is read without its lock (its `failures`).
+fn shared<'a>(zone: *mut ngx_shm_zone_t) -> Option<&'a Shared> {
+    // SAFETY: null or the zone registered by `add`, initialised; in a
+    // worker it stays mapped for the process's life.
+    let z = unsafe { zone.as_ref()? };
+    // SAFETY: as above.
+    let pool = unsafe { SlabPool::from_shm_zone(z)? };
+    // SAFETY: null or the table this module put there, whose MAGIC says
+    // its layout; only its atomic field is read without the lock.
+    let t = unsafe { pool.as_ref().data.cast::<Shared>().as_ref()? };
+    (t.magic == MAGIC).then_some(t)
+}
+
+/// Whether the zone has recorded a failure (read without its lock).
+pub fn has_failures(zone: *mut ngx_shm_zone_t) -> bool {
+    shared(zone).is_some_and(|t| t.failures.load(Ordering::Relaxed) > 0)
+}
+
+/// Records a successful attempt of a peer in the live view (it ends the
+/// peer's row of failures), taking the zone's lock only when `filter`
+/// says it must: a failure was recorded in the zone since this worker last
+/// recorded this peer's success, or a second has passed. Nothing is taken
+/// while the zone has recorded no failure.
+pub fn success(zone: *mut ngx_shm_zone_t, filter: &mut SuccessFilter, kind: Kind, upstream: &[u8], peer: &[u8]) {
+    let Some(shared) = shared(zone) else { return };
+    let failures = shared.failures.load(Ordering::Relaxed);
+    if failures == 0 {
+        return;
+    }
+    let ms = now_ms();
+    if !filter.must_record(peer_hash(kind, upstream, peer), ms / 1000, failures) {
+        return;
+    }
+    with_table(zone, |_, t| t.table().live.success(kind, upstream, peer, ms));
 }

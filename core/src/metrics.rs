@@ -468,9 +468,43 @@ pub fn render_prometheus(out: &mut impl Sink, series: &mut [Series], h: &Header,
     out.put(b"\n");
 }
 
+/// The zones' start times: when each zone's counts began (its creation,
+/// or its last size change), so that a reset of the counters shows.
+pub fn render_start_times(out: &mut impl Sink, zones: &[(Vec<u8>, u64)]) {
+    out.put(b"# HELP nginx_upstream_cause_zone_start_time_seconds When the upstream_cause_zone's counts began, in seconds since the epoch.\n");
+    out.put(b"# TYPE nginx_upstream_cause_zone_start_time_seconds gauge\n");
+    for (name, ms) in zones {
+        out.put(b"nginx_upstream_cause_zone_start_time_seconds{zone=\"");
+        escape_label(out, name);
+        out.put(b"\"} ");
+        number(out, ms / 1000);
+        out.put(b".");
+        let frac = ms % 1000;
+        out.put(&[
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
+        out.put(b"\n");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_times_in_seconds_with_milliseconds() {
+        let mut out = Vec::new();
+        render_start_times(&mut out, &[(b"a\"b".to_vec(), 1_765_000_000_042), (b"s".to_vec(), 5)]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# HELP nginx_upstream_cause_zone_start_time_seconds When the upstream_cause_zone's counts began, in seconds since the epoch.\n\
+             # TYPE nginx_upstream_cause_zone_start_time_seconds gauge\n\
+             nginx_upstream_cause_zone_start_time_seconds{zone=\"a\\\"b\"} 1765000000.042\n\
+             nginx_upstream_cause_zone_start_time_seconds{zone=\"s\"} 0.005\n"
+        );
+    }
 
     struct Out(Vec<u8>);
     impl Sink for Out {

@@ -24,6 +24,8 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     };
     if !ctx::quiet(r) {
         crate::guard((), || report(r, lcf));
+    } else if let Some(mcf) = Module::main_conf(r) {
+        crate::guard((), || super::count::successes(r, mcf));
     }
     NGX_DECLINED as ngx_int_t
 }

@@ -7,9 +7,12 @@ use ngx::ffi::{
     ngx_stream_variable_value_t, ngx_uint_t, NGX_DECLINED, NGX_ERROR, NGX_LOG_INFO, NGX_STREAM_UPSTREAM_CREATE,
 };
 use ngx::ngx_string;
+use std::cell::RefCell;
+
+use upstream_cause_core::live::{Failure, Kind, SuccessFilter};
 use upstream_cause_core::metrics::Key;
-use upstream_cause_core::render::{fmt_u64, LogLine, NumBuf};
-use upstream_cause_core::{At, Cause, Observed, Summary};
+use upstream_cause_core::render::{fmt_u64, FixedBuf, LogLine, NumBuf, Sink};
+use upstream_cause_core::{At, Cause, Entry, Observed, Summary};
 
 use super::session::{self, Group};
 use crate::vars::{CAUSE, DETAIL, LIST};
@@ -59,11 +62,70 @@ pub unsafe extern "C" fn log_handler(s: *mut ngx_stream_session_t) -> ngx_int_t 
     let Some(s) = (unsafe { s.as_ref() }) else {
         return NGX_DECLINED as ngx_int_t;
     };
-    // Nothing failed (no context), or off here: nothing to report.
-    if let (Some(ctx), true) = (session::get(s), super::enabled(s)) {
-        crate::guard((), || report(s, ctx));
+    // Off here: nothing to report. Nothing failed (no context): only the
+    // peers' successes, for the live view.
+    if super::enabled(s) {
+        match session::get(s) {
+            Some(ctx) => crate::guard((), || report(s, ctx)),
+            None => crate::guard((), || successes(s)),
+        }
     }
     NGX_DECLINED as ngx_int_t
+}
+
+thread_local! {
+    /// The worker's successes recorded lately (see `zone::success`).
+    static SUCCESSES: RefCell<SuccessFilter> = RefCell::new(SuccessFilter::default());
+}
+
+/// Records a successful attempt of the peer in the live view.
+fn success(zone: *mut ngx::ffi::ngx_shm_zone_t, upstream: &[u8], peer: &[u8]) {
+    SUCCESSES.with(|f| {
+        if let Ok(mut f) = f.try_borrow_mut() {
+            crate::zone::success(zone, &mut f, Kind::Stream, upstream, peer);
+        }
+    });
+}
+
+/// A session none of whose attempts failed: ends its peers' rows of
+/// failures in the live view (nothing is done while the zone has recorded
+/// no failure).
+fn successes(s: &ngx_stream_session_t) {
+    let Some(zone) = super::session_main_conf(s).map(|m| m.zone).filter(|z| !z.is_null()) else {
+        return;
+    };
+    if !crate::zone::has_failures(zone) {
+        return;
+    }
+    // SAFETY: the session's upstream, if any, is live in the log phase.
+    let g = unsafe { s.upstream.as_ref() }.and_then(Group::of);
+    let up = upstream_label(g, s);
+    for st in session::states(s) {
+        if !st.peer.is_null() {
+            success(zone, up.as_bytes(), session::peer_label(Some(st)));
+        }
+    }
+}
+
+/// The session as the live view's recent failures show it: `TCP from
+/// 127.0.0.1 to port 5432`.
+fn session_text(s: &ngx_stream_session_t, buf: &mut [u8]) -> usize {
+    // SAFETY: the session's connection is live in the log phase.
+    let c = unsafe { &*s.connection };
+    let mut out = FixedBuf::new(buf);
+    out.put(if c.type_ == libc::SOCK_DGRAM {
+        b"UDP from "
+    } else {
+        b"TCP from "
+    });
+    out.put(c.addr_text.as_bytes());
+    if !c.local_sockaddr.is_null() {
+        // SAFETY: the connection's local address, set when it was accepted.
+        let port = unsafe { ngx::ffi::ngx_inet_get_port(c.local_sockaddr) };
+        out.put(b" to port ");
+        out.put(fmt_u64(&mut NumBuf::new(), u64::from(port)));
+    }
+    out.len()
 }
 
 /// Counts the session's failures and writes its enriched line.
@@ -135,18 +197,37 @@ fn count(
     let states = session::states(s);
     // SAFETY: the session's connection log is live.
     let log = unsafe { (*s.connection).log };
+    let ms = crate::zone::now_ms();
+    let mut buf = [0u8; 128];
+    let len = session_text(s, &mut buf);
+    let text = &buf[..len];
     crate::zone::count(zone, log, |add| {
         for (idx, cause) in summary.failures() {
             let up = upstream_label(summary.upstream(idx, Some(observed)), s);
-            add(&Key::stream_attempt(
-                up.as_bytes(),
-                session::peer_label(states.get(idx)),
+            let peer = session::peer_label(states.get(idx));
+            let failure = Failure {
+                kind: Kind::Stream,
+                upstream: up.as_bytes(),
+                peer,
                 cause,
-            ));
+                detail: observed.detail(At::Attempt(idx)),
+                status,
+                attempt: u16::try_from(idx + 1).unwrap_or(u16::MAX),
+                request: text,
+                ms,
+            };
+            add(&Key::stream_attempt(up.as_bytes(), peer, cause), Some(&failure));
         }
         if let Some(o) = summary.outcome() {
             let up = upstream_label(o.upstream, s);
-            add(&Key::session(up.as_bytes(), o.cause, status));
+            add(&Key::session(up.as_bytes(), o.cause, status), None);
         }
     });
+    // the attempts that succeeded (a retry's last, say)
+    for (idx, e) in summary.entries().iter().enumerate() {
+        if matches!(e, Entry::Attempt(None)) && states.get(idx).is_some_and(|st| !st.peer.is_null()) {
+            let up = upstream_label(summary.upstream(idx, Some(observed)), s);
+            success(zone, up.as_bytes(), session::peer_label(states.get(idx)));
+        }
+    }
 }

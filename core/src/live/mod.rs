@@ -4,8 +4,8 @@
 //! What the shared zone keeps for it, as plain fixed-size records (the
 //! caller places them in the zone and holds its lock):
 //! - a [`Window`] beside each counter series (same index as the
-//!   `metrics` table's slot): its failures over the last 15 minutes, in
-//!   10-second buckets;
+//!   `metrics` table's slot): its failures over the last 1, 5 and 15
+//!   minutes;
 //! - a [`PeerRecord`] per failing peer: first and last failure, failures
 //!   in a row now and since when, last success;
 //! - a ring of the zone's most recent failures ([`Recent`]).
@@ -19,10 +19,6 @@ pub mod page;
 use crate::cause::Cause;
 use crate::metrics::{label, mix, LABEL_MAX};
 
-/// Seconds per bucket of a [`Window`].
-pub const BUCKET_SECS: u64 = 10;
-/// Buckets of a [`Window`]: 15 minutes and the current bucket.
-pub const BUCKETS: usize = 91;
 /// The windows the document gives, in seconds, with their names.
 pub const WINDOWS: [(&str, u64); 3] = [("1m", 60), ("5m", 300), ("15m", 900)];
 
@@ -56,56 +52,80 @@ impl Kind {
     }
 }
 
-/// Failures over the last 15 minutes, in [`BUCKET_SECS`]-second buckets: a
-/// window of W seconds counts the current bucket and the W / 10 before it,
-/// so a failure leaves the 1-minute count between 60 and 70 seconds after
-/// it happened.
+/// Counts in `N` buckets of `STEP` seconds, the newest last written.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
-pub struct Window {
-    /// The number (seconds / [`BUCKET_SECS`]) of the newest bucket written.
+struct Buckets<const N: usize, const STEP: u64> {
+    /// The number (seconds / STEP) of the newest bucket written.
     newest: u64,
-    counts: [u32; BUCKETS],
-    _pad: u32,
+    counts: [u32; N],
 }
 
-impl Window {
-    pub const EMPTY: Window = Window {
+impl<const N: usize, const STEP: u64> Buckets<N, STEP> {
+    const EMPTY: Self = Buckets {
         newest: 0,
-        counts: [0; BUCKETS],
-        _pad: 0,
+        counts: [0; N],
     };
 
-    /// Adds `n` failures at `now_s` (seconds since the epoch). A clock that
-    /// stepped back adds to the newest bucket.
-    pub fn add(&mut self, now_s: u64, n: u32) {
-        let b = (now_s / BUCKET_SECS).max(self.newest);
+    fn add(&mut self, now_s: u64, n: u32) {
+        // a clock that stepped back adds to the newest bucket
+        let b = (now_s / STEP).max(self.newest);
         if b > self.newest {
             let gap = b - self.newest;
-            if gap >= BUCKETS as u64 {
-                self.counts = [0; BUCKETS];
+            if gap >= N as u64 {
+                self.counts = [0; N];
             } else {
                 for k in 1..=gap {
-                    self.counts[((self.newest + k) % BUCKETS as u64) as usize] = 0;
+                    self.counts[((self.newest + k) % N as u64) as usize] = 0;
                 }
             }
             self.newest = b;
         }
-        let i = (b % BUCKETS as u64) as usize;
+        let i = (b % N as u64) as usize;
         self.counts[i] = self.counts[i].saturating_add(n);
     }
 
-    /// Failures in the window of `secs` seconds (a multiple of
-    /// [`BUCKET_SECS`], at most 15 minutes) ending at `now_s`.
-    pub fn sum(&self, now_s: u64, secs: u64) -> u64 {
-        let b = now_s / BUCKET_SECS;
-        let lo = b
-            .saturating_sub(secs / BUCKET_SECS)
-            .max(self.newest.saturating_sub(BUCKETS as u64 - 1));
+    /// The current bucket and the `back` before it.
+    fn sum(&self, now_s: u64, back: u64) -> u64 {
+        let b = now_s / STEP;
+        let lo = b.saturating_sub(back).max(self.newest.saturating_sub(N as u64 - 1));
         let hi = b.min(self.newest);
-        (lo..=hi)
-            .map(|k| u64::from(self.counts[(k % BUCKETS as u64) as usize]))
-            .sum()
+        (lo..=hi).map(|k| u64::from(self.counts[(k % N as u64) as usize])).sum()
+    }
+}
+
+/// Failures over the last 1, 5 and 15 minutes: the last minute in
+/// 10-second steps (the current 10 seconds and the 6 before them), the
+/// others in minutes (the current minute and the 5 or 15 before it). A
+/// failure so stays in the 1-minute count for 60 to 70 seconds, in the
+/// 5-minute count for 5 to 6 minutes, in the 15-minute count for 15 to 16.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct Window {
+    tens: Buckets<7, 10>,
+    minutes: Buckets<16, 60>,
+}
+
+impl Window {
+    pub const EMPTY: Window = Window {
+        tens: Buckets::EMPTY,
+        minutes: Buckets::EMPTY,
+    };
+
+    /// Adds `n` failures at `now_s` (seconds since the epoch).
+    pub fn add(&mut self, now_s: u64, n: u32) {
+        self.tens.add(now_s, n);
+        self.minutes.add(now_s, n);
+    }
+
+    /// Failures in the window of `secs` seconds ending at `now_s`: 60
+    /// (1 minute, in 10-second steps), or 300 or 900 (in minutes).
+    pub fn sum(&self, now_s: u64, secs: u64) -> u64 {
+        if secs <= 60 {
+            self.tens.sum(now_s, secs / 10)
+        } else {
+            self.minutes.sum(now_s, secs / 60)
+        }
     }
 }
 
@@ -454,9 +474,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_counts_its_last_minutes_in_ten_second_steps() {
+    fn a_window_counts_the_last_minute_in_ten_second_steps_and_the_rest_in_minutes() {
         let mut w = Window::EMPTY;
-        let t0 = 1_765_000_000; // a multiple of 10
+        let t0 = 1_765_000_020; // a multiple of 60
         w.add(t0, 1);
         w.add(t0 + 5, 2);
         assert_eq!(w.sum(t0 + 9, 60), 3);
@@ -464,9 +484,11 @@ mod tests {
         assert_eq!(w.sum(t0 + 60, 60), 3);
         assert_eq!(w.sum(t0 + 69, 60), 3);
         assert_eq!(w.sum(t0 + 70, 60), 0);
-        assert_eq!(w.sum(t0 + 70, 300), 3);
-        assert_eq!(w.sum(t0 + 909, 900), 3);
-        assert_eq!(w.sum(t0 + 910, 900), 0);
+        // 5 to 6 minutes in the 5-minute one, 15 to 16 in the 15-minute one
+        assert_eq!(w.sum(t0 + 359, 300), 3);
+        assert_eq!(w.sum(t0 + 360, 300), 0);
+        assert_eq!(w.sum(t0 + 959, 900), 3);
+        assert_eq!(w.sum(t0 + 960, 900), 0);
         // a write after a gap clears the buckets it skipped
         w.add(t0 + 300, 4);
         assert_eq!(
@@ -474,7 +496,7 @@ mod tests {
             (4, 7, 7)
         );
         w.add(t0 + 5000, 1);
-        assert_eq!(w.sum(t0 + 5000, 900), 1);
+        assert_eq!((w.sum(t0 + 5000, 60), w.sum(t0 + 5000, 900)), (1, 1));
         // the clock stepped back: counted in the newest bucket
         w.add(t0 + 4000, 1);
         assert_eq!(w.sum(t0 + 5000, 60), 2);
@@ -485,11 +507,15 @@ mod tests {
     #[test]
     fn a_window_wraps_exactly() {
         let mut w = Window::EMPTY;
-        let t0 = 1_765_000_000;
+        let t0 = 1_765_000_020;
         for k in 0..200u64 {
             w.add(t0 + k * 10, 1);
-            assert_eq!(w.sum(t0 + k * 10, 900), (k + 1).min(91), "{k}");
-            assert_eq!(w.sum(t0 + k * 10, 60), (k + 1).min(7), "{k}");
+            let now = t0 + k * 10;
+            assert_eq!(w.sum(now, 60), (k + 1).min(7), "{k}");
+            // whole minutes: the current one (so far) and the 15 before
+            let minutes = (k / 6).min(15);
+            let expect = (k + 1).min(minutes * 6 + k % 6 + 1);
+            assert_eq!(w.sum(now, 900), expect, "{k}");
         }
     }
 
@@ -621,7 +647,7 @@ mod tests {
 
     #[test]
     fn record_sizes_are_what_the_zone_layout_assumes() {
-        assert_eq!(core::mem::size_of::<Window>(), 376);
+        assert_eq!(core::mem::size_of::<Window>(), 112);
         assert_eq!(core::mem::size_of::<Event>(), 176);
         assert_eq!(core::mem::size_of::<PeerRecord>(), 640);
         assert_eq!(core::mem::size_of::<Recent>(), 640);
