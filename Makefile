@@ -1,5 +1,5 @@
 # Shortcuts; the scripts are the source of truth (and install what they need).
-.PHONY: demo test check unittest build clean docker deb deb-test storm memcheck
+.PHONY: demo test check unittest build clean docker deb deb-test storm memcheck screenshot
 
 demo:            ## build, start the Go service and nginx, show both 502s told apart
 	bash scripts/demo.sh
@@ -26,6 +26,9 @@ deb-test:        ## install each package into a clean container of its suite and
 
 storm:           ## the storm at CI's size (after make build): faults, reloads, an upgrade
 	/usr/bin/python3 tests/storm/storm.py --requests 6000 --seconds 60
+
+screenshot:      ## docs/status.png: the live view's page in headless chromium (after make build)
+	STATUS_SCREENSHOT=docs/status.png /usr/bin/python3 -m pytest -p no:cacheprovider -q tests/test_status.py -k real_browser
 
 memcheck:        ## the suite and the storm under AddressSanitizer, then valgrind
 	bash scripts/memcheck.sh all

@@ -1,30 +1,43 @@
 #!/usr/bin/env bash
-# Instructions per failed request (connect refused), with and without
-# upstream_cause_zone, counted by callgrind on the same nginx binary and
-# module: nginx runs single-process under valgrind; two runs per variant
-# with N1 and N2 requests, and (I(N2) - I(N1)) / (N2 - N1) cancels start-up
-# and shutdown. Instruction counts, not seconds: repeatable on a busy box.
+# What the zone costs, in instructions per request, counted by callgrind on
+# the same nginx binary: a failed request (connect refused) without and with
+# upstream_cause_zone, and a successful proxied request without and with it
+# (the zone having recorded a failure first, so that the success path does
+# its whole work: the live view's check of the peer). nginx runs
+# single-process under valgrind; two runs per variant with N1 and N2
+# requests, and (I(N2) - I(N1)) / (N2 - N1) cancels start-up and shutdown.
+# Instruction counts, not seconds: repeatable on a busy box.
+#
+# MODULE=path/to.so measures another build of the module in the same nginx
+# (bench/live-view.sh: the build before the live view), its runs under
+# .work/bench/callgrind/$LABEL; without it the module and nginx are built
+# here.
 source "$(dirname "$0")/../scripts/lib.sh"
 
 N1=${N1:-50}
 N2=${N2:-250}
-need_packages "${BUILD_PACKAGES[@]}" valgrind
-build_all
+need_packages "${BUILD_PACKAGES[@]}" valgrind curl
+if [ -z "${MODULE:-}" ]; then
+    build_all
+    MODULE="$WORK/modules/ngx_http_upstream_cause_module.so"
+fi
 
-OUT="$WORK/bench/callgrind"
+OUT="$WORK/bench/callgrind/${LABEL:-now}"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 run() {  # variant n -> prints total instructions
-    local variant=$1 n=$2 dir="$OUT/$1-$2" port dead zone=""
+    local variant=$1 n=$2 dir="$OUT/$1-$2" port live dead zone="" uri=/x
     port=$(free_port)
+    live=$(free_port)
     dead=$(free_port)
-    [ "$variant" = zone ] && zone="upstream_cause_zone uc 1m;"
+    case "$variant" in *-zone) zone="upstream_cause_zone uc 1m;" ;; esac
+    case "$variant" in ok-*) uri=/ok ;; esac
     mkdir -p "$dir/logs"
     cat >"$dir/nginx.conf" <<CONF
-load_module $WORK/modules/ngx_http_upstream_cause_module.so;
+load_module $MODULE;
 daemon off; master_process off; worker_processes 1;
 $( [ "$(id -u)" = 0 ] && echo "user root;" )
 pid $dir/logs/nginx.pid;
@@ -35,14 +48,18 @@ http {
   $zone
   server { listen 127.0.0.1:$port;
     location / { proxy_pass http://127.0.0.1:$dead; }
+    location /ok { proxy_pass http://127.0.0.1:$live; }
   }
+  server { listen 127.0.0.1:$live; return 200 ok; }
 }
 CONF
     valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
         "$WORK/bin/nginx" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" 2>"$dir/valgrind.log" &
     local pid=$!
     for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-    for _ in $(seq "$n"); do curl -s -o /dev/null "http://127.0.0.1:$port/x"; done
+    # the success path after a failure: the zone has recorded one
+    curl -s -o /dev/null "http://127.0.0.1:$port/x"
+    for _ in $(seq "$n"); do curl -s -o /dev/null "http://127.0.0.1:$port$uri"; done
     # Graceful stop (callgrind writes its file on exit); under valgrind a
     # signal right after traffic is sometimes not acted on: repeat it.
     for _ in $(seq 24); do
@@ -58,13 +75,14 @@ CONF
 }
 
 declare -A total
-for variant in nozone zone; do
+VARIANTS=(fail-nozone fail-zone ok-nozone ok-zone)
+for variant in "${VARIANTS[@]}"; do
     for n in "$N1" "$N2"; do
         total[$variant-$n]=$(run "$variant" "$n")
         say "$variant, $n requests: ${total[$variant-$n]} instructions"
     done
 done
-for variant in nozone zone; do
+for variant in "${VARIANTS[@]}"; do
     per=$(( (${total[$variant-$N2]} - ${total[$variant-$N1]}) / (N2 - N1) ))
-    printf '%-7s %d instructions per failed request\n' "$variant" "$per"
+    printf '%-12s %d instructions per request\n' "$variant" "$per"
 done

@@ -52,7 +52,7 @@ BUILD_PACKAGES=(gcc make libclang-dev libpcre2-dev zlib1g-dev libssl-dev golang-
 # behind nginx's stream proxy)
 TEST_PACKAGES=(python3 python3-pytest python3-prometheus-client iproute2 procps openssl
     php-fpm python3-grpcio python3-hpack prometheus python3-pip time redis-server redis-tools bind9-dnsutils
-    runit s6)
+    runit s6 chromium)
 
 # PyPI packages the tests use that Debian does not ship, under .work/pylib
 # (tests/conftest.py puts it on the path): http-sf, a Structured Fields

@@ -37,9 +37,10 @@ pub enum ConfError<'a> {
     DuplicateZone {
         name: &'a [u8],
     },
-    /// `upstream_cause_metrics` in a configuration without a zone.
+    /// `upstream_cause_metrics` or `upstream_cause_status` in a
+    /// configuration without a zone.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    MetricsWithoutZone,
+    NeedsZone,
     /// nginx could not do what the directive needs (it said why).
     Failed,
 }
@@ -98,7 +99,7 @@ fn message(directive: &[u8], err: ConfError<'_>) -> Option<String> {
             shown(value)
         ),
         ConfError::DuplicateZone { name } => format!("duplicate zone \"{}\" in \"{d}\" directive", shown(name)),
-        ConfError::MetricsWithoutZone => format!("\"{d}\" requires an \"upstream_cause_zone\""),
+        ConfError::NeedsZone => format!("\"{d}\" requires an \"upstream_cause_zone\""),
         ConfError::Failed => return None,
     })
 }

@@ -341,6 +341,20 @@ impl HostPort {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+
+    /// An upstream group's label: its name (an explicit `upstream`
+    /// block, `created`), else `host:port` of an implicit one.
+    pub fn group(host: &[u8], port: u16, created: bool) -> HostPort {
+        if created || port == 0 {
+            return HostPort::of(&[host]);
+        }
+        let mut digits = upstream_cause_core::render::NumBuf::new();
+        HostPort::of(&[
+            host,
+            b":",
+            upstream_cause_core::render::fmt_u64(&mut digits, u64::from(port)),
+        ])
+    }
 }
 
 /// Counts each key `keys` gives, in the zone's table under its lock, and
@@ -437,4 +451,66 @@ pub fn success(zone: *mut ngx_shm_zone_t, filter: &mut SuccessFilter, kind: Kind
         return;
     }
     with_table(zone, |_, t| t.table().live.success(kind, upstream, peer, ms));
+}
+
+#[cfg(feature = "http")]
+/// What the live view reads of the running configuration's zones (HTTP's
+/// and stream's), each copied under its lock.
+#[derive(Default)]
+pub struct Snapshot {
+    pub zones: Vec<upstream_cause_core::live::doc::ZoneDoc>,
+    /// The latest of the zones' starts.
+    pub started_ms: Option<u64>,
+    pub series: Vec<(Series, Window)>,
+    pub peers: Vec<PeerRecord>,
+    /// Every zone's recent failures, newest first.
+    pub recent: Vec<Recent>,
+}
+
+#[cfg(feature = "http")]
+/// The live view's copy of the zones; `None` when there are none.
+pub fn snapshot() -> Option<Snapshot> {
+    use upstream_cause_core::live::doc::{rfc3339, ZoneDoc};
+    // SAFETY: in a worker, ngx_cycle is its live cycle, and its list of
+    // zones does not change while it runs.
+    let cycle = unsafe { ngx::ffi::ngx_cycle.as_ref()? };
+    let mut s = Snapshot::default();
+    // SAFETY: as above.
+    for zone in unsafe { list_items::<ngx_shm_zone_t>(&cycle.shared_memory) } {
+        let Some(is_stream) = owner(cycle, zone.tag) else {
+            continue;
+        };
+        let size = zone.shm.size as u64;
+        with_table(ptr::from_ref(zone).cast_mut(), |name, t| {
+            let table = t.table();
+            s.series.extend(
+                table
+                    .slots
+                    .iter()
+                    .zip(table.windows.iter())
+                    .filter(|(series, _)| series.family().is_some())
+                    .map(|(series, w)| (*series, *w)),
+            );
+            s.peers
+                .extend(table.live.peers.iter().filter(|p| p.kind().is_some()).copied());
+            s.recent.extend(table.live.recent().copied());
+            let h = *table.live.header;
+            s.started_ms = Some(s.started_ms.map_or(h.started_ms, |m| m.max(h.started_ms)));
+            s.zones.push(ZoneDoc {
+                name: String::from_utf8_lossy(name).into_owned(),
+                kind: if is_stream { Kind::Stream } else { Kind::Http },
+                size,
+                started: rfc3339(h.started_ms),
+                peers_capacity: table.live.peers.len() as u64,
+                peers_used: u64::from(h.peers_used),
+                peers_dropped: u64::from(h.peers_dropped),
+                recent_capacity: table.live.ring.len() as u64,
+            });
+        });
+    }
+    if s.zones.is_empty() {
+        return None;
+    }
+    s.recent.sort_by_key(|r| core::cmp::Reverse(r.ms));
+    Some(s)
 }

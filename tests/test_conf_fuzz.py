@@ -2,7 +2,7 @@
 
 Every run generates CONF_FUZZ_N (default 1200) complete nginx.conf variants
 that use upstream_cause, upstream_cause_header, upstream_cause_log,
-upstream_cause_zone and upstream_cause_metrics (docs/reference.md,
+upstream_cause_zone, upstream_cause_metrics and upstream_cause_status (docs/reference.md,
 "Directives"), writes each into its own directory under pytest's tmp_path
 (pid, error log and temp paths inside it) and runs
 `nginx -t -p DIR -c DIR/nginx.conf -e DIR/error.log` on it, a few at a time.
@@ -16,7 +16,7 @@ Variants are of four kinds:
             wrong context (main, events, upstream, server/location `if`,
             limit_except, ...), a duplicate, missing or extra arguments,
             `{ }` instead of `;`, a wrong-case name, a zone too small or
-            already used by another module, metrics without a zone, huge
+            already used by another module, metrics or status without a zone, huge
             (KB) or non-ASCII values, random bytes inserted into a value;
 * combo:    random directives with random (valid or invalid) values in random
             blocks;
@@ -79,7 +79,9 @@ FORBIDDEN = ("[alert]", "[crit]", "panicked", "RUST_BACKTRACE", "Segmentation")
 # ------------------------------------------------------------------ the rules
 
 LOC_LEVELS = frozenset({"http", "server", "location"})
-ZONE, METRICS = b"upstream_cause_zone", b"upstream_cause_metrics"
+ZONE, METRICS, STATUS = b"upstream_cause_zone", b"upstream_cause_metrics", b"upstream_cause_status"
+# the locations that serve from the zone (they need one; any number of each)
+SERVING = (METRICS, STATUS)
 # name: (contexts it is allowed in, number of arguments)
 SHAPES = {
     b"upstream_cause": (LOC_LEVELS, 1),
@@ -87,6 +89,7 @@ SHAPES = {
     b"upstream_cause_log": (LOC_LEVELS, 1),
     ZONE: (frozenset({"http"}), 2),
     METRICS: (frozenset({"location"}), 0),
+    STATUS: (frozenset({"location"}), 0),
 }
 NAMES = list(SHAPES)
 # every block kind a variant has: sif/lif are `if` in a server/location,
@@ -230,7 +233,7 @@ class _Fault(Exception):
 def predict(root):
     """What `nginx -t` does with the rendered tree: the first error in file
     order (nginx stops there), then the module's end-of-http check."""
-    state = {"zone": None, "shm": set(), "metrics": []}
+    state = {"zone": None, "shm": set(), "metrics": [], "status": []}
     try:
         _walk(root, state)
     except _Fault as f:
@@ -247,9 +250,13 @@ def _walk(block, st):
     for it in block.items:
         if isinstance(it, Block):
             _walk(it, st)
-            if it.kind == "http" and st["metrics"] and st["zone"] is None:
-                # the fault is the metrics location's: it needs a zone
-                _fail("requires", [METRICS], st["metrics"], "metrics without a zone")
+            if it.kind == "http" and st["zone"] is None:
+                # the fault is the serving location's: it needs a zone (the
+                # module names upstream_cause_metrics first, if any)
+                if st["metrics"]:
+                    _fail("requires", [METRICS], st["metrics"], "metrics without a zone")
+                if st["status"]:
+                    _fail("requires", [STATUS], st["status"], "status without a zone")
             continue
         if it.ours and any(len(quote(a)) > TOKEN_TOO_LONG for a in it.args):
             _fail("toolong", [], [it.line], "a token longer than nginx's buffer")
@@ -269,7 +276,7 @@ def _walk(block, st):
             _fail("term", [name], where, "a block instead of ;")
         if len(it.args) != nargs:
             _fail("nargs", [name], where, f"{len(it.args)} arguments")
-        if (name == ZONE and st["zone"] is not None) or (name in seen and name != METRICS):
+        if (name == ZONE and st["zone"] is not None) or (name in seen and name not in SERVING):
             _fail("dup", [name], where, "duplicate")
         kind = value_fault(name, it.args)
         if kind:
@@ -280,6 +287,8 @@ def _walk(block, st):
             st["zone"] = it.args[0]
         if name == METRICS:
             st["metrics"].append(it.line)
+        if name == STATUS:
+            st["status"].append(it.line)
         seen.add(name)
 
 
@@ -441,10 +450,10 @@ def add_valid(rng, by, count):
         block = allowed_block(rng, by, name)
         if name == ZONE and ours_in(by, ZONE):
             continue
-        if name != METRICS and any(isinstance(it, Stmt) and it.name == name for it in block.items):
+        if name not in SERVING and any(isinstance(it, Stmt) and it.name == name for it in block.items):
             continue
         put(rng, block, Stmt(name, valid_args(rng, name)))
-    if ours_in(by, METRICS) and not ours_in(by, ZONE):
+    if (ours_in(by, METRICS) or ours_in(by, STATUS)) and not ours_in(by, ZONE):
         put(rng, by["http"][0], Stmt(ZONE, valid_args(rng, ZONE)))
 
 
@@ -494,7 +503,7 @@ def plant(rng, by):
         for block, z in ours_in(by, ZONE):
             block.items.remove(z)
         for _ in range(rng.randint(1, 2)):
-            put(rng, rng.choice(by["location"]), Stmt(METRICS, []))
+            put(rng, rng.choice(by["location"]), Stmt(rng.choice(SERVING), []))
     elif fault == "small":
         the_zone(rng, by).args[1:] = [rng.choice(SMALL_SIZES)]
     elif fault == "shm":
@@ -828,6 +837,11 @@ def test_metrics_without_zone_names_the_metrics_line(tmp_path):
     upstream_cause_metrics line, though the check runs at the end of the http
     block (it named http's closing brace before)."""
     check_small(small_variant(tmp_path, location=[Stmt(METRICS, [])]))
+
+
+def test_status_without_zone_names_the_status_line(tmp_path):
+    """The same for `upstream_cause_status`."""
+    check_small(small_variant(tmp_path, location=[Stmt(STATUS, [])]))
 
 
 @pytest.mark.parametrize("name,args", [

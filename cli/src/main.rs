@@ -5,6 +5,7 @@
 mod assemble;
 mod input;
 mod report;
+mod status;
 mod summary;
 mod when;
 
@@ -42,6 +43,29 @@ enum Command {
     Requests(Opts),
     /// The module's counters, in node_exporter's textfile format
     Prometheus(Opts),
+    /// The live view's document (the module's upstream_cause_status), as
+    /// JSON or its HTML page: per peer, failures by cause in total and
+    /// over the log's last 1, 5 and 15 minutes, first and last failure,
+    /// and the last failures
+    Status(StatusOpts),
+}
+
+#[derive(Args, Clone)]
+struct StatusOpts {
+    /// `json`, or `html`: the page, to open from a file
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// The last failures the document lists
+    #[arg(long, value_name = "N", default_value_t = status::RECENT)]
+    recent: usize,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Html,
 }
 
 #[derive(Args, Clone)]
@@ -83,6 +107,8 @@ enum Kind {
     Summary,
     Requests,
     Prometheus,
+    /// The live view's document; `true`: its page.
+    Status(bool),
 }
 
 /// Open requests kept at once (and at most 64 MiB of them: assemble.rs).
@@ -96,6 +122,7 @@ struct Run {
     assembler: Assembler,
     summary: Summary,
     counters: report::Counters,
+    status: status::StatusView,
     upstream: memmem::Finder<'static>,
     resolve: memmem::Finder<'static>,
     module_key: memmem::Finder<'static>,
@@ -114,6 +141,7 @@ impl Run {
         match self.kind {
             Kind::Summary => self.summary.add(&r),
             Kind::Prometheus => self.counters.add(&r),
+            Kind::Status(_) => self.status.add(&r),
             Kind::Requests => {
                 if self.failed.is_none() {
                     let mut l = report::json_line(&r);
@@ -200,6 +228,7 @@ impl Run {
                 .render(&self.assembler.stats, read, inputs, color)
                 .into_bytes(),
             Kind::Prometheus => self.counters.render(),
+            Kind::Status(html) => self.status.render(html),
             Kind::Requests => Vec::new(),
         }
     }
@@ -233,13 +262,18 @@ fn color_wanted(to_file: bool) -> bool {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut recent = status::RECENT;
     let (kind, opts) = match cli.command {
         None => (Kind::Summary, cli.opts),
         Some(Command::Summary(o)) => (Kind::Summary, o),
         Some(Command::Requests(o)) => (Kind::Requests, o),
         Some(Command::Prometheus(o)) => (Kind::Prometheus, o),
+        Some(Command::Status(s)) => {
+            recent = s.recent;
+            (Kind::Status(s.format == Format::Html), s.opts)
+        }
     };
-    match run(kind, opts) {
+    match run(kind, opts, recent) {
         Ok(code) => code,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
@@ -249,7 +283,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
+fn run(kind: Kind, opts: Opts, recent: usize) -> io::Result<ExitCode> {
     let stdin_only = opts.files.is_empty() || opts.files.iter().all(|f| f.as_os_str() == "-");
     if stdin_only && io::stdin().is_terminal() {
         eprintln!("upstream-cause: no input: name nginx's error log (e.g. /var/log/nginx/error.log) or pipe it in");
@@ -285,6 +319,7 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
         assembler: Assembler::new(i64::from(opts.window), OPEN_MAX),
         summary: Summary::new(opts.by),
         counters: report::Counters::default(),
+        status: status::StatusView::new(recent),
         upstream: memmem::Finder::new(b"upstream").into_owned(),
         resolve: memmem::Finder::new(b"resolve").into_owned(),
         module_key: memmem::Finder::new(errlog::MODULE_KEY).into_owned(),
@@ -342,7 +377,7 @@ fn run(kind: Kind, opts: Opts) -> io::Result<ExitCode> {
     }
     let bytes = run.report(&read, files.len(), color);
     match (&opts.output, kind) {
-        (Some(p), Kind::Summary | Kind::Prometheus) => write_atomically(p, &bytes)?,
+        (Some(p), Kind::Summary | Kind::Prometheus | Kind::Status(_)) => write_atomically(p, &bytes)?,
         _ => run.out.write_all(&bytes)?,
     }
     run.out.flush()?;

@@ -92,6 +92,21 @@ impl Series {
         &self.peer[..usize::from(self.peer_len)]
     }
 
+    /// The series of `key` (its labels shortened as [`label`] does),
+    /// counting `count`: for a table kept elsewhere than the zone (the
+    /// offline classifier's live view).
+    pub fn of(key: &Key<'_>, count: u64) -> Series {
+        let (up, peer) = (label(key.upstream), label(key.peer));
+        let mut s = Series::EMPTY;
+        s.set(&Key {
+            upstream: up.as_bytes(),
+            peer: peer.as_bytes(),
+            ..*key
+        });
+        s.count = count;
+        s
+    }
+
     /// Whether the series is `k`'s; `k`'s labels are already [`label`]s.
     fn matches(&self, k: &Key<'_>) -> bool {
         self.family == k.family as u8

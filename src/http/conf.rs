@@ -108,6 +108,8 @@ pub struct MainConf {
     /// Where the first `upstream_cause_metrics` is (file, line), if any:
     /// a missing zone is said there.
     pub metrics_at: Option<(ngx_str_t, ngx_uint_t)>,
+    /// The same for `upstream_cause_status`.
+    pub status_at: Option<(ngx_str_t, ngx_uint_t)>,
 }
 
 impl Default for MainConf {
@@ -115,6 +117,7 @@ impl Default for MainConf {
         MainConf {
             zone: ptr::null_mut(),
             metrics_at: None,
+            status_at: None,
         }
     }
 }

@@ -17,12 +17,7 @@ use crate::zone::HostPort;
 /// upstream (`proxy_pass http://127.0.0.1:8081`, or a variable's value).
 fn upstream_label(us: Option<Upstream>, r: &ngx_http_request_t) -> HostPort {
     if let Some(us) = us {
-        let us = us.conf();
-        if us.flags & NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t != 0 || us.port == 0 {
-            return HostPort::of(&[us.host.as_bytes()]);
-        }
-        let mut port = upstream_cause_core::render::NumBuf::new();
-        return HostPort::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
+        return group_label(us.conf());
     }
     // SAFETY: the request's upstream and its resolved part, if any.
     if let Some(res) = unsafe { r.upstream.as_ref().and_then(|u| u.resolved.as_ref()) } {
@@ -30,6 +25,15 @@ fn upstream_label(us: Option<Upstream>, r: &ngx_http_request_t) -> HostPort {
         return HostPort::of(&[res.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(res.port))]);
     }
     HostPort::of(&[b"-"])
+}
+
+/// A group's `upstream` label: its name, or host:port of an implicit one.
+pub fn group_label(us: &ngx::ffi::ngx_http_upstream_srv_conf_t) -> HostPort {
+    HostPort::group(
+        us.host.as_bytes(),
+        us.port,
+        us.flags & NGX_HTTP_UPSTREAM_CREATE as ngx_uint_t != 0,
+    )
 }
 
 /// The `upstream` label of `us`, made only if `last` is another group's.

@@ -18,7 +18,7 @@ use crate::conf::{arg, command, directive, flag, log_line, once, report_at, zone
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 7] = [
+pub static mut COMMANDS: [ngx_command_t; 8] = [
     command(
         ngx_string!("upstream_cause"),
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -53,6 +53,12 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
         ngx_string!("upstream_cause_metrics"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
         set_metrics,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("upstream_cause_status"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        set_status,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
     ngx_command_t::empty(),
@@ -129,42 +135,60 @@ extern "C" fn set_zone(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut 
 
 extern "C" fn set_metrics(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     directive(cf, cmd, conf, |cf, _: &mut LocConf, _| {
-        let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or(ConfError::Failed)?;
-        clcf.handler = Some(super::metrics::handler);
-        let mcf = Module::main_conf_mut(cf).ok_or(ConfError::Failed)?;
-        if mcf.metrics_at.is_none() {
-            // SAFETY: the file being parsed.
-            let (mut file, line) = unsafe { ((*cf.conf_file).file.name, (*cf.conf_file).line) };
-            // The name may live in a buffer an include frees: copied into
-            // the configuration's pool.
-            // SAFETY: the configuration's pool and the name's bytes.
-            let copy = unsafe { ngx::ffi::ngx_pstrdup(cf.pool, &mut file) };
-            if copy.is_null() {
-                return Err(ConfError::Failed);
-            }
-            file.data = copy;
-            mcf.metrics_at = Some((file, line));
-        }
-        Ok(())
+        serve(cf, super::metrics::handler, |mcf| &mut mcf.metrics_at)
     })
 }
 
-/// At the end of the http block: a metrics location needs a zone. Said at
-/// the first `upstream_cause_metrics`.
-pub fn check_metrics(cf: &ngx_conf_t, mcf: &MainConf) -> Result<(), ()> {
-    match mcf.metrics_at {
-        Some((file, line)) if mcf.zone.is_null() => {
-            report_at(
-                cf,
-                b"upstream_cause_metrics",
-                ConfError::MetricsWithoutZone,
-                file.as_bytes(),
-                line,
-            );
-            Err(())
+extern "C" fn set_status(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    directive(cf, cmd, conf, |cf, _: &mut LocConf, _| {
+        serve(cf, super::status::handler, |mcf| &mut mcf.status_at)
+    })
+}
+
+/// Makes the location serve with `handler`, and keeps where the first
+/// such directive is (`at` of the main conf): a missing zone is said there.
+fn serve(
+    cf: &mut ngx_conf_t,
+    handler: unsafe extern "C" fn(*mut ngx::ffi::ngx_http_request_t) -> ngx::ffi::ngx_int_t,
+    at: impl FnOnce(&mut MainConf) -> &mut Option<(ngx_str_t, ngx_uint_t)>,
+) -> Result<(), ConfError<'static>> {
+    let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or(ConfError::Failed)?;
+    clcf.handler = Some(handler);
+    let mcf = Module::main_conf_mut(cf).ok_or(ConfError::Failed)?;
+    let at = at(mcf);
+    if at.is_none() {
+        // SAFETY: the file being parsed.
+        let (mut file, line) = unsafe { ((*cf.conf_file).file.name, (*cf.conf_file).line) };
+        // The name may live in a buffer an include frees: copied into
+        // the configuration's pool.
+        // SAFETY: the configuration's pool and the name's bytes.
+        let copy = unsafe { ngx::ffi::ngx_pstrdup(cf.pool, &mut file) };
+        if copy.is_null() {
+            return Err(ConfError::Failed);
         }
-        _ => Ok(()),
+        file.data = copy;
+        *at = Some((file, line));
     }
+    Ok(())
+}
+
+/// At the end of the http block: a metrics or status location needs a
+/// zone. Said at the first such directive.
+pub fn check_zone_needed(cf: &ngx_conf_t, mcf: &MainConf) -> Result<(), ()> {
+    if !mcf.zone.is_null() {
+        return Ok(());
+    }
+    let named: [(&[u8], _); 2] = [
+        (b"upstream_cause_metrics", mcf.metrics_at),
+        (b"upstream_cause_status", mcf.status_at),
+    ];
+    for (name, at) in named {
+        if let Some((file, line)) = at {
+            report_at(cf, name, ConfError::NeedsZone, file.as_bytes(), line);
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 /// A header name's hash as nginx's upstream modules compute it for the

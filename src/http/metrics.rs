@@ -19,13 +19,19 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     })
 }
 
-fn scrape(req: &mut Request) -> Status {
+/// GET and HEAD only (405 otherwise), the request body discarded: `None`
+/// to go on, else what to answer.
+pub(super) fn get_or_head(req: &mut Request) -> Option<Status> {
     let r: &mut ngx_http_request_t = req.as_mut();
     if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as ngx_uint_t == 0 {
-        return Status(NGX_HTTP_NOT_ALLOWED as ngx_int_t);
+        return Some(Status(NGX_HTTP_NOT_ALLOWED as ngx_int_t));
     }
     let rc = req.discard_request_body();
-    if rc != Status::NGX_OK {
+    (rc != Status::NGX_OK).then_some(rc)
+}
+
+fn scrape(req: &mut Request) -> Status {
+    if let Some(rc) = get_or_head(req) {
         return rc;
     }
     let mut text = Text(Vec::with_capacity(4096));
@@ -36,10 +42,13 @@ fn scrape(req: &mut Request) -> Status {
     // Host under `proxy_pass http://$host`), not always UTF-8 as the
     // format wants: what is not is replaced, not refused.
     let body = String::from_utf8_lossy(&text.0);
+    send(req, b"text/plain; version=0.0.4", &body)
+}
 
+/// Answers 200 with `body` of type `ct` (its other headers already set).
+pub(super) fn send(req: &mut Request, ct: &'static [u8], body: &str) -> Status {
     req.set_status(ngx::http::HTTPStatus::OK);
     req.set_content_length_n(body.len());
-    let ct: &'static [u8] = b"text/plain; version=0.0.4";
     let r: &mut ngx_http_request_t = req.as_mut();
     // nginx never writes through the type's data.
     r.headers_out.content_type = ngx_str_t {
@@ -51,7 +60,7 @@ fn scrape(req: &mut Request) -> Status {
     if rc == Status::NGX_ERROR || rc.0 > Status::NGX_OK.0 || req.header_only() {
         return rc;
     }
-    let Some(mut buf) = req.pool().create_buffer_from_str(&body) else {
+    let Some(mut buf) = req.pool().create_buffer_from_str(body) else {
         return Status::NGX_ERROR;
     };
     buf.set_last_buf(req.is_main());

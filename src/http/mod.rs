@@ -21,6 +21,7 @@ mod logline;
 mod metrics;
 mod observe;
 mod saturation;
+mod status;
 mod vars;
 mod wrap;
 
@@ -82,7 +83,7 @@ impl HttpModule for Module {
             let Some(mcf) = Module::main_conf(cf) else {
                 return Status::NGX_ERROR.into();
             };
-            if directives::check_metrics(cf, mcf).is_err() {
+            if directives::check_zone_needed(cf, mcf).is_err() {
                 return Status::NGX_ERROR.into();
             }
             // After the upstream module's init_main_conf set every peer.init.

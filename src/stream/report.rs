@@ -170,10 +170,11 @@ fn upstream_label(g: Option<Group>, s: &ngx_stream_session_t) -> HostPort {
     let mut port = NumBuf::new();
     if let Some(g) = g {
         let us: &ngx_stream_upstream_srv_conf_t = g.conf();
-        if us.flags & NGX_STREAM_UPSTREAM_CREATE as ngx_uint_t != 0 || us.port == 0 {
-            return HostPort::of(&[us.host.as_bytes()]);
-        }
-        return HostPort::of(&[us.host.as_bytes(), b":", fmt_u64(&mut port, u64::from(us.port))]);
+        return HostPort::group(
+            us.host.as_bytes(),
+            us.port,
+            us.flags & NGX_STREAM_UPSTREAM_CREATE as ngx_uint_t != 0,
+        );
     }
     // SAFETY: the session's upstream and its resolved part, if any.
     if let Some(res) = unsafe { s.upstream.as_ref().and_then(|u| u.resolved.as_ref()) } {

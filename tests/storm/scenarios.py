@@ -579,6 +579,7 @@ http {{
         listen 127.0.0.1:{e.metrics_port};
         access_log off;
         location = /metrics {{ upstream_cause_metrics; }}
+        location = /status {{ upstream_cause_status; }}
     }}
 }}
 {stream_block}"""

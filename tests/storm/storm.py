@@ -33,6 +33,7 @@ the end.
 """
 import argparse
 import itertools
+import json
 import os
 import random
 import re
@@ -105,6 +106,8 @@ class Storm:
         self.rate = args.requests / args.seconds if args.seconds else None
         # zones: worker pid -> zone epoch
         self.zone = 0
+        # when the current zone epoch began (its windows hold it all for 15 minutes)
+        self.zone_started = time.monotonic()
         self.zone_of = {}
         self.scrapes = []  # (zone, log lines seen, attempts, responses, series, dropped, label, stream)
         # the stream sessions: per listener port, the sessions nginx got
@@ -559,10 +562,38 @@ class Storm:
         dropped = int(samples.get(("nginx_upstream_cause_zone_dropped_total", ()), -1))
         return att, resp, series, dropped
 
+    def check_status(self, att, s_att, label):
+        """The live view (upstream_cause_status) at the same quiesced
+        moment as a scrape: its totals per group, peer and cause are the
+        counters' (which the access log is held to), its windows hold the
+        epoch (shorter than 15 minutes), its ring as many failures as the
+        zones keep, newest first."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.env.metrics_port}/status?format=json", timeout=20) as r:
+            doc = json.loads(r.read())
+        got = {"http": {}, "stream": {}}
+        for g in doc["upstreams"]:
+            for p in g["peers"]:
+                for cause, c in p["causes"].items():
+                    got[g["kind"]][(g["name"], p["name"], cause)] = c["total"]
+                    if c["15m"] != c["total"] and time.monotonic() - self.zone_started < 840:
+                        self.error(f"status ({label}): {g['name']} {p['name']} {cause}: 15m {c['15m']}, total {c['total']}")
+        for kind, want in (("http", att), ("stream", s_att)):
+            for err in check.diff_counts(f"status ({label}) {kind} attempts", want, got[kind]):
+                self.error(err)
+        keep = sum(min(z["recent_capacity"], sum((att if z["kind"] == "http" else s_att).values()))
+                   for z in doc["zones"])
+        times = [r["time"] for r in doc["recent"]]
+        if len(times) != keep or times != sorted(times, reverse=True):
+            self.error(f"status ({label}): {len(times)} recent failures ({keep} expected), newest first: "
+                       f"{times == sorted(times, reverse=True)}")
+        self.event(f"status ({label}): {sum(len(v) for v in got.values())} series as the counters, "
+                   f"{len(times)} recent failures")
+
     def end_zone(self, label):
         """Scrape now (quiesced) as the end of the current zone epoch."""
         self.log.poll()
         att, resp, series, dropped = self.scrape()
+        self.check_status(att, self.last_stream[0], label)
         seen = len(self.stream_log.entries) if self.stream_log else 0
         self.scrapes.append((self.zone, self.log.lines, att, resp, series, dropped, label,
                              (seen,) + self.last_stream))
@@ -593,6 +624,7 @@ class Storm:
         since = self.quiesce()
         self.end_zone("before the zone size change")
         self.zone += 1
+        self.zone_started = time.monotonic()
         self.reload(size_change=True)
         att, resp, series, dropped = self.scrape()
         if att or resp or any(self.last_stream) or series != 0:
@@ -607,6 +639,7 @@ class Storm:
         self.resume(since)
         old, new = self.nginx.upgrade_start()
         self.zone += 1
+        self.zone_started = time.monotonic()
         self.note_workers(new)
         self.event(f"USR2: new master {new} with workers {self.nginx.workers(new)}; old master {old}")
         self.nginx.upgrade_finish(old, new)

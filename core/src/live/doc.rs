@@ -14,9 +14,14 @@ use super::{Kind, PeerRecord, Recent, Window, WINDOWS};
 use crate::cause::Cause;
 use crate::errlog::civil_from_days;
 use crate::metrics::{label, Family, Series};
+use crate::peers::Peer;
 
 /// The schema's version: a change that breaks a reader gets a new one.
 pub const VERSION: u32 = 1;
+
+/// The document's `source`: a running nginx's zones, or logs.
+pub const SOURCE_NGINX: &str = "nginx";
+pub const SOURCE_LOGS: &str = "logs";
 
 /// Where a group's peer states come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -43,27 +48,19 @@ pub struct PeerConf {
     /// The `server` line's address, as written (a host name, say).
     pub server: Vec<u8>,
     pub backup: bool,
-    pub down: bool,
-    pub weight: u32,
-    pub max_conns: u32,
-    pub conns: u32,
-    pub max_fails: u32,
-    pub fails: u32,
-    pub fail_timeout_s: u64,
-    /// When nginx last counted a failure of it or tried it again (its
-    /// `checked`, seconds since the epoch).
-    pub checked_s: u64,
+    pub weight: u64,
+    /// Its counters and limits (`down`, `fails`, `checked`, `conns`, ...).
+    pub peer: Peer,
 }
 
 impl PeerConf {
-    /// nginx's rule (ngx_http_upstream_get_peer): a peer with `max_fails`
-    /// failures counted is skipped until `fail_timeout` has passed since
-    /// the last; then it is tried again. `Some(until)` while skipped.
+    /// nginx's rule ([`Peer::failed`]): a peer with `max_fails` failures
+    /// counted is skipped until `fail_timeout` has passed since the last;
+    /// then it is tried again. `Some(until)` while skipped.
     pub fn unavailable_until(&self, now_s: u64) -> Option<u64> {
-        (self.max_fails > 0
-            && self.fails >= self.max_fails
-            && now_s.saturating_sub(self.checked_s) <= self.fail_timeout_s)
-            .then(|| self.checked_s + self.fail_timeout_s + 1)
+        let p = &self.peer;
+        p.failed(now_s as i64)
+            .then(|| u64::try_from(p.checked.saturating_add(p.fail_timeout).saturating_add(1)).unwrap_or(0))
     }
 }
 
@@ -155,16 +152,17 @@ pub struct PeerDoc {
     pub state: &'static str,
     pub unavailable_until: Option<String>,
     pub backup: Option<bool>,
-    pub weight: Option<u32>,
-    pub max_conns: Option<u32>,
-    pub conns: Option<u32>,
+    pub weight: Option<u64>,
+    pub max_conns: Option<u64>,
+    pub conns: Option<u64>,
     pub at_max_conns: Option<bool>,
-    pub fails: Option<u32>,
-    pub max_fails: Option<u32>,
-    pub fail_timeout: Option<u64>,
-    /// Failing now: its last attempt failed.
-    pub failing: bool,
-    pub failures_in_a_row: u64,
+    pub fails: Option<u64>,
+    pub max_fails: Option<u64>,
+    pub fail_timeout: Option<i64>,
+    /// Failing now: its last attempt failed (null from logs: a success
+    /// leaves no line).
+    pub failing: Option<bool>,
+    pub failures_in_a_row: Option<u64>,
     /// When the current row of failures began.
     pub failing_since: Option<String>,
     pub failures: Counts,
@@ -306,34 +304,36 @@ pub fn build(i: &Inputs<'_>) -> Doc {
         let until = conf.and_then(|c| c.unavailable_until(now_s));
         let state = match conf {
             None => "unknown",
-            Some(c) if c.down => "down",
+            Some(c) if c.peer.down => "down",
             Some(_) if until.is_some() => "unavailable",
             Some(_) => "up",
         };
+        // from logs, successes are not seen: what they end is not known
+        let live = i.source == SOURCE_NGINX;
         let in_a_row = rec.map_or(0, |r| u64::from(r.in_a_row));
         PeerDoc {
             name: text(name),
             configured: conf.is_some(),
-            server: conf.map(|c| text(&c.server)),
+            server: conf.map(|c| text(&c.server)).filter(|s| !s.is_empty()),
             state,
             unavailable_until: until.map(|u| rfc3339(u * 1000)),
             backup: conf.map(|c| c.backup),
             weight: conf.map(|c| c.weight),
-            max_conns: conf.map(|c| c.max_conns),
-            conns: conf.map(|c| c.conns),
-            at_max_conns: conf.map(|c| c.max_conns > 0 && c.conns >= c.max_conns),
-            fails: conf.map(|c| c.fails),
-            max_fails: conf.map(|c| c.max_fails),
-            fail_timeout: conf.map(|c| c.fail_timeout_s),
-            failing: in_a_row > 0,
-            failures_in_a_row: in_a_row,
-            failing_since: rec.filter(|r| r.in_a_row > 0).map(|r| rfc3339(r.row_since_ms)),
+            max_conns: conf.map(|c| c.peer.max_conns),
+            conns: conf.map(|c| c.peer.conns),
+            at_max_conns: conf.map(|c| c.peer.full()),
+            fails: conf.map(|c| c.peer.fails),
+            max_fails: conf.map(|c| c.peer.max_fails),
+            fail_timeout: conf.map(|c| c.peer.fail_timeout),
+            failing: live.then_some(in_a_row > 0),
+            failures_in_a_row: live.then_some(in_a_row),
+            failing_since: rec.filter(|r| live && r.in_a_row > 0).map(|r| rfc3339(r.row_since_ms)),
             failures,
             causes: by_cause,
             first_failure: rec.and_then(|r| event(&r.first)),
             last_failure: rec.and_then(|r| event(&r.last)),
             last_success: rec
-                .filter(|r| r.last_success_ms != 0)
+                .filter(|r| live && r.last_success_ms != 0)
                 .map(|r| rfc3339(r.last_success_ms)),
         }
     };
@@ -507,10 +507,19 @@ mod tests {
             name: name.into(),
             server: name.into(),
             weight: 1,
-            max_fails: 1,
-            fail_timeout_s: 10,
+            peer: Peer {
+                max_fails: 1,
+                fail_timeout: 10,
+                ..Peer::default()
+            },
             ..PeerConf::default()
         }
+    }
+
+    fn with(c: PeerConf, f: impl FnOnce(&mut Peer)) -> PeerConf {
+        let mut c = c;
+        f(&mut c.peer);
+        c
     }
 
     fn group(name: &str, peers: Vec<PeerConf>) -> GroupConf {
@@ -524,16 +533,15 @@ mod tests {
 
     #[test]
     fn nginx_s_rule_for_an_unavailable_peer() {
-        let p = PeerConf {
-            fails: 1,
-            checked_s: 100,
-            ..conf("a:1")
-        };
+        let p = with(conf("a:1"), |p| {
+            p.fails = 1;
+            p.checked = 100;
+        });
         assert_eq!(p.unavailable_until(100), Some(111));
         assert_eq!(p.unavailable_until(110), Some(111));
         assert_eq!(p.unavailable_until(111), None);
-        assert_eq!(PeerConf { fails: 0, ..p.clone() }.unavailable_until(100), None);
-        assert_eq!(PeerConf { max_fails: 0, ..p }.unavailable_until(100), None);
+        assert_eq!(with(p.clone(), |p| p.fails = 0).unavailable_until(100), None);
+        assert_eq!(with(p, |p| p.max_fails = 0).unavailable_until(100), None);
     }
 
     #[test]
@@ -543,17 +551,20 @@ mod tests {
         z.fail(Kind::Http, "backend", "10.0.0.1:80", Cause::ConnectRefused, T0 + 2_000);
         z.fail(Kind::Http, "backend", "10.0.0.1:80", Cause::ReadTimeout, T0 + 400_000);
         z.live().success(Kind::Http, b"backend", b"10.0.0.2:80", T0 + 400_500);
-        let a = PeerConf {
-            fails: 1,
-            checked_s: (T0 + 400_000) / 1000,
-            ..conf("10.0.0.1:80")
-        };
-        let b = PeerConf {
-            backup: true,
-            max_conns: 2,
-            conns: 2,
-            ..conf("10.0.0.2:80")
-        };
+        let a = with(conf("10.0.0.1:80"), |p| {
+            p.fails = 1;
+            p.checked = ((T0 + 400_000) / 1000) as i64;
+        });
+        let b = with(
+            PeerConf {
+                backup: true,
+                ..conf("10.0.0.2:80")
+            },
+            |p| {
+                p.max_conns = 2;
+                p.conns = 2;
+            },
+        );
         let doc = z.doc(T0 + 401_000, vec![group("backend", vec![a, b])]);
         let g = &doc.upstreams[0];
         assert_eq!(
@@ -561,7 +572,10 @@ mod tests {
             ("backend", true, View::Zone, 2)
         );
         let p = &g.peers[0];
-        assert_eq!((p.state, p.failing, p.failures_in_a_row), ("unavailable", true, 3));
+        assert_eq!(
+            (p.state, p.failing, p.failures_in_a_row),
+            ("unavailable", Some(true), Some(3))
+        );
         assert_eq!(p.unavailable_until.as_deref(), Some("2025-12-06T05:53:31.000Z"));
         assert_eq!(
             p.failures,
@@ -582,7 +596,7 @@ mod tests {
         let q = &g.peers[1];
         assert_eq!(
             (q.state, q.backup, q.at_max_conns, q.failing),
-            ("up", Some(true), Some(true), false)
+            ("up", Some(true), Some(true), Some(false))
         );
         assert_eq!(
             (q.failures.total, q.first_failure.is_none(), q.last_success.is_none()),
@@ -602,7 +616,7 @@ mod tests {
         let p = &doc.upstreams[0].peers[0];
         assert_eq!(
             (p.failing, p.failures_in_a_row, p.failing_since.is_none()),
-            (false, 0, true)
+            (Some(false), Some(0), true)
         );
         assert_eq!(p.last_success.as_deref(), Some(rfc3339(T0 + 5_000).as_str()));
         assert_eq!(p.state, "up");

@@ -237,6 +237,43 @@ impl PeerRecord {
     fn is(&self, kind: Kind, upstream: &[u8], peer: &[u8]) -> bool {
         self.kind == kind as u8 && self.upstream() == upstream && self.peer() == peer
     }
+
+    /// A peer's record, with no failure yet (its labels shortened as the
+    /// counters shorten them).
+    pub fn new(kind: Kind, upstream: &[u8], peer: &[u8]) -> PeerRecord {
+        let (upstream, peer) = (label(upstream), label(peer));
+        let mut p = PeerRecord::EMPTY;
+        p.name(kind, upstream.as_bytes(), peer.as_bytes());
+        p
+    }
+
+    fn name(&mut self, kind: Kind, upstream: &[u8], peer: &[u8]) {
+        self.kind = kind as u8;
+        self.upstream[..upstream.len()].copy_from_slice(upstream);
+        self.upstream_len = upstream.len() as u8;
+        self.peer[..peer.len()].copy_from_slice(peer);
+        self.peer_len = peer.len() as u8;
+    }
+
+    /// Records a failed attempt of the peer.
+    pub fn fail(&mut self, f: &Failure<'_>) {
+        if self.failures == 0 {
+            self.first = Event::of(f);
+        }
+        if self.in_a_row == 0 {
+            self.row_since_ms = f.ms;
+        }
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.failures = self.failures.saturating_add(1);
+        self.last = Event::of(f);
+    }
+
+    /// Records a successful attempt: the row of failures ends.
+    pub fn succeed(&mut self, ms: u64) {
+        self.last_success_ms = self.last_success_ms.max(ms);
+        self.in_a_row = 0;
+        self.row_since_ms = 0;
+    }
 }
 
 /// Where a peer's slot search starts (stable across processes: the table
@@ -262,11 +299,7 @@ fn slot(peers: &mut [PeerRecord], kind: Kind, upstream: &[u8], peer: &[u8], inse
                 return None;
             }
             *p = PeerRecord::EMPTY;
-            p.kind = kind as u8;
-            p.upstream[..upstream.len()].copy_from_slice(upstream);
-            p.upstream_len = upstream.len() as u8;
-            p.peer[..peer.len()].copy_from_slice(peer);
-            p.peer_len = peer.len() as u8;
+            p.name(kind, upstream, peer);
             return Some(at);
         }
         if p.is(kind, upstream, peer) {
@@ -333,6 +366,25 @@ impl Recent {
     pub fn request(&self) -> &[u8] {
         &self.request[..usize::from(self.request_len)]
     }
+
+    /// A failed attempt as the ring keeps it (labels shortened as the
+    /// counters shorten them, the texts cut at their sizes).
+    pub fn of(f: &Failure<'_>) -> Recent {
+        let (up, peer) = (label(f.upstream), label(f.peer));
+        let mut r = Recent {
+            ms: f.ms,
+            kind: f.kind as u8,
+            cause: f.cause.to_u8(),
+            status: f.status,
+            attempt: f.attempt,
+            ..Recent::EMPTY
+        };
+        r.upstream_len = keep(&mut r.upstream, up.as_bytes()) as u8;
+        r.peer_len = keep(&mut r.peer, peer.as_bytes()) as u8;
+        r.detail_len = keep(&mut r.detail, f.detail) as u8;
+        r.request_len = keep(&mut r.request, f.request) as u8;
+        r
+    }
 }
 
 /// The live view's bookkeeping in the zone.
@@ -387,32 +439,14 @@ impl Live<'_> {
                 let p = &mut self.peers[at];
                 if p.failures == 0 {
                     self.header.peers_used = was + 1;
-                    p.first = Event::of(f);
                 }
-                if p.in_a_row == 0 {
-                    p.row_since_ms = f.ms;
-                }
-                p.in_a_row = p.in_a_row.saturating_add(1);
-                p.failures = p.failures.saturating_add(1);
-                p.last = Event::of(f);
+                p.fail(f);
             }
             None => self.header.peers_dropped = self.header.peers_dropped.saturating_add(1),
         }
         if !self.ring.is_empty() {
             let at = (self.header.pushed % self.ring.len() as u64) as usize;
-            let r = &mut self.ring[at];
-            *r = Recent {
-                ms: f.ms,
-                kind: f.kind as u8,
-                cause: f.cause.to_u8(),
-                status: f.status,
-                attempt: f.attempt,
-                ..Recent::EMPTY
-            };
-            r.upstream_len = keep(&mut r.upstream, up.as_bytes()) as u8;
-            r.peer_len = keep(&mut r.peer, peer.as_bytes()) as u8;
-            r.detail_len = keep(&mut r.detail, f.detail) as u8;
-            r.request_len = keep(&mut r.request, f.request) as u8;
+            self.ring[at] = Recent::of(f);
             self.header.pushed += 1;
         }
     }
@@ -422,10 +456,7 @@ impl Live<'_> {
     pub fn success(&mut self, kind: Kind, upstream: &[u8], peer: &[u8], ms: u64) {
         let (up, peer) = (label(upstream), label(peer));
         if let Some(at) = slot(self.peers, kind, up.as_bytes(), peer.as_bytes(), false) {
-            let p = &mut self.peers[at];
-            p.last_success_ms = p.last_success_ms.max(ms);
-            p.in_a_row = 0;
-            p.row_since_ms = 0;
+            self.peers[at].succeed(ms);
         }
     }
 

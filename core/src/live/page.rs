@@ -23,13 +23,13 @@ h1{font-size:1.3rem;margin:0 0 .25rem}h2{font-size:1.05rem;margin:1.5rem 0 .5rem
 table{border-collapse:collapse;width:100%}th,td{text-align:left;vertical-align:top;padding:.45rem .5rem;border-bottom:1px solid var(--line)}th{font-size:.8rem;color:var(--muted);font-weight:600}\
 code{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all}.muted{color:var(--muted)}\
 .chip{display:inline-block;margin:0 .25rem .25rem 0;padding:.05rem .45rem;border-radius:999px;background:var(--chip);font-size:.8rem;white-space:nowrap}\
-.now{font-weight:600}tr.failing .now{color:var(--bad)}tr.recovered .now{color:var(--ok)}.state-unavailable,.state-down{color:var(--bad);font-weight:600}.state-unknown{color:var(--muted)}\
+.now{font-weight:600}tr.failing .now,tr.recent .now{color:var(--bad)}tr.recovered .now{color:var(--ok)}.state-unavailable,.state-down{color:var(--bad);font-weight:600}.state-unknown{color:var(--muted)}\
 .warn{background:var(--warnbg);color:var(--warn)}\
 @media (max-width:700px){thead{display:none}table,tbody,tr,td{display:block;width:100%}tr{border:1px solid var(--line);border-radius:6px;margin-bottom:.6rem;padding:.3rem}td{border:0;padding:.2rem .4rem}td[data-label]::before{content:attr(data-label);display:block;font-size:.75rem;color:var(--muted)}}";
 
 /// The page's `Content-Security-Policy`: nothing external, no script,
 /// only [`STYLE`] (by its SHA-256).
-pub const CSP: &str = "default-src 'none'; style-src 'sha256-ZjTWx6iiiIT859Y7qTkZIlQnCLpSsZc8Bp9YTdxstmg='; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub const CSP: &str = "default-src 'none'; style-src 'sha256-Q4Zo1ztx8fTTg/NPCq2TFLAtkOjF6VbFFEiU1FtvVb0='; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Seconds between the page's refreshes.
 pub const REFRESH_SECS: u32 = 5;
@@ -106,7 +106,7 @@ fn counts(out: &mut String, c: &Counts) {
 /// column: failing now; failed in the last 15 minutes and stopped;
 /// failed earlier; never failed.
 fn standing(p: &PeerDoc) -> u8 {
-    if p.failing {
+    if p.failing == Some(true) {
         0
     } else if p.failures.m15 > 0 {
         1
@@ -139,7 +139,7 @@ pub fn render(doc: &Doc) -> String {
             })
             .then_with(|| (a.0, a.1, &pa.name).cmp(&(b.0, b.1, &pb.name)))
     });
-    let failing = peers.iter().filter(|p| p.2.failing).count();
+    let failing = peers.iter().filter(|p| p.2.failing == Some(true)).count();
 
     let mut o = String::with_capacity(16 * 1024);
     o.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -174,7 +174,17 @@ pub fn render(doc: &Doc) -> String {
     );
 
     let dropped: u64 = doc.zones.iter().map(|z| z.peers_dropped).sum();
-    if failing > 0 {
+    // from logs, whether a peer fails now is not known (a success leaves
+    // no line): what the log's last 15 minutes had is said instead
+    let logs = doc.source != super::doc::SOURCE_NGINX;
+    let recent_peers = peers.iter().filter(|p| p.2.failures.m15 > 0).count();
+    if logs {
+        let _ = write!(
+            o,
+            "<p class=\"verdict bad\" id=\"verdict\">{recent_peers} peer{} failed in the log's last 15 minutes</p>",
+            if recent_peers == 1 { "" } else { "s" }
+        );
+    } else if failing > 0 {
         let _ = write!(
             o,
             "<p class=\"verdict bad\" id=\"verdict\">{failing} peer{} failing now</p>",
@@ -192,7 +202,10 @@ pub fn render(doc: &Doc) -> String {
 
     o.push_str("<h2>Peers</h2><table id=\"peers\"><thead><tr><th>Now</th><th>Upstream / peer</th><th>nginx's state</th><th>Causes (1m / 5m / 15m / total)</th><th>Last failure</th></tr></thead><tbody>");
     for (kind, group, p) in &peers {
-        let class = ["failing", "recovered", "quiet", "ok"][usize::from(standing(p))];
+        let class = match (standing(p), logs) {
+            (1, true) => "recent",
+            (s, _) => ["failing", "recovered", "quiet", "ok"][usize::from(s)],
+        };
         let _ = write!(
             o,
             "<tr class=\"peer {class}\" data-kind=\"{kind}\" data-upstream=\"{}\" data-peer=\"{}\" data-state=\"{}\">",
@@ -204,12 +217,13 @@ pub fn render(doc: &Doc) -> String {
         o.push_str("<td class=\"now\" data-label=\"Now\">");
         match standing(p) {
             0 => {
-                let _ = write!(o, "failing, {} in a row", p.failures_in_a_row);
+                let _ = write!(o, "failing, {} in a row", p.failures_in_a_row.unwrap_or(0));
                 if let Some(s) = &p.failing_since {
                     o.push_str(", since ");
                     when(&mut o, now, s);
                 }
             }
+            1 if logs => o.push_str("failed in the last 15 minutes"),
             1 | 2 => {
                 o.push_str(if standing(p) == 1 { "recovered" } else { "quiet" });
                 if let Some(s) = &p.last_success {
@@ -255,7 +269,8 @@ pub fn render(doc: &Doc) -> String {
             );
         }
         if let (Some(f), Some(m)) = (p.fails, p.max_fails) {
-            if f > 0 {
+            // (with max_fails=0 nginx counts failures that never matter)
+            if f > 0 && m > 0 {
                 let _ = write!(o, " <span class=\"muted\">fails {f}/{m}</span>");
             }
         }
@@ -337,8 +352,8 @@ mod tests {
             fails: Some(0),
             max_fails: Some(1),
             fail_timeout: Some(10),
-            failing,
-            failures_in_a_row: u64::from(failing),
+            failing: Some(failing),
+            failures_in_a_row: Some(u64::from(failing)),
             failing_since: failing.then(|| "2026-12-06T10:00:00.000Z".into()),
             failures: Counts {
                 total,
@@ -420,6 +435,19 @@ mod tests {
         assert!(page.contains(&format!("<style>{STYLE}</style>")));
         assert!(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
         assert!(CSP.starts_with("default-src 'none'; style-src 'sha256-"));
+    }
+
+    #[test]
+    fn from_logs_it_says_what_failed_lately_not_what_fails_now() {
+        let mut d = doc(vec![peer("a:1", false, 2, 2), peer("b:1", false, 0, 1)]);
+        d.source = crate::live::doc::SOURCE_LOGS;
+        for p in &mut d.upstreams[0].peers {
+            p.failing = None;
+        }
+        let page = render(&d);
+        assert!(page.contains("1 peer failed in the log's last 15 minutes"), "{page}");
+        assert!(page.contains("<tr class=\"peer recent\"") && !page.contains("class=\"peer recovered"));
+        assert!(!page.contains("http-equiv=\"refresh\""));
     }
 
     #[test]
