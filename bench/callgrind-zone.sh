@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What the zone costs, in instructions per request, counted by callgrind on
 # the same nginx binary: a failed request (connect refused) without and with
-# upstream_cause_zone, and a successful proxied request without and with it
-# (the zone having recorded a failure first, so that the success path does
-# its whole work: the live view's check of the peer). nginx runs
+# upstream_cause_zone, and a successful proxied request without and with it:
+# with the zone once before any failure (ok-clean-zone) and once after one
+# (ok-zone: the success path then does its whole work, the live view's
+# check of the peer). nginx runs
 # single-process under valgrind; two runs per variant with N1 and N2
 # requests, and (I(N2) - I(N1)) / (N2 - N1) cancels start-up and shutdown.
 # Instruction counts, not seconds: repeatable on a busy box.
@@ -34,6 +35,8 @@ run() {  # variant n -> prints total instructions
     live=$(free_port)
     dead=$(free_port)
     case "$variant" in *-zone) zone="upstream_cause_zone uc 1m;" ;; esac
+    local first=/x
+    [ "$variant" = ok-clean-zone ] && first=/ok
     case "$variant" in ok-*) uri=/ok ;; esac
     mkdir -p "$dir/logs"
     cat >"$dir/nginx.conf" <<CONF
@@ -57,8 +60,9 @@ CONF
         "$WORK/bin/nginx" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" 2>"$dir/valgrind.log" &
     local pid=$!
     for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-    # the success path after a failure: the zone has recorded one
-    curl -s -o /dev/null "http://127.0.0.1:$port/x"
+    # the success path after a failure: the zone has recorded one (but in
+    # ok-clean-zone)
+    curl -s -o /dev/null "http://127.0.0.1:$port$first"
     for _ in $(seq "$n"); do curl -s -o /dev/null "http://127.0.0.1:$port$uri"; done
     # Graceful stop (callgrind writes its file on exit); under valgrind a
     # signal right after traffic is sometimes not acted on: repeat it.
@@ -75,7 +79,7 @@ CONF
 }
 
 declare -A total
-VARIANTS=(fail-nozone fail-zone ok-nozone ok-zone)
+VARIANTS=(fail-nozone fail-zone ok-nozone ok-clean-zone ok-zone)
 for variant in "${VARIANTS[@]}"; do
     for n in "$N1" "$N2"; do
         total[$variant-$n]=$(run "$variant" "$n")

@@ -27,7 +27,9 @@ after=$(measure now "$WORK/modules/ngx_http_upstream_cause_module.so")
 echo "before ($REV):"; echo "$before"
 echo "now:"; echo "$after"
 
-/usr/bin/python3 - "$ROOT/docs/performance.md" "$REV" "$(git -C "$ROOT" rev-parse --short HEAD)" "$before" "$after" <<'PY'
+now="$(git -C "$ROOT" rev-parse --short HEAD)"
+[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src core)" ] && now="$now with uncommitted changes"
+/usr/bin/python3 - "$ROOT/docs/performance.md" "$REV" "$now" "$before" "$after" <<'PY'
 import re, sys, time, platform, os
 doc, rev, head, before, after = sys.argv[1:]
 b = dict(l.split() for l in before.splitlines())
@@ -36,7 +38,8 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 rows = [("a failed request (connect refused), no zone", "fail-nozone"),
         ("a failed request (connect refused), with the zone", "fail-zone"),
         ("a successful proxied request, no zone", "ok-nozone"),
-        ("a successful proxied request, with the zone (after a failure)", "ok-zone")]
+        ("a successful proxied request, with the zone, before any failure", "ok-clean-zone"),
+        ("a successful proxied request, with the zone, after a failure", "ok-zone")]
 out = [f"Measured {time.strftime('%Y-%m-%d')} on {cpu}, Linux {platform.release()}, by `bash bench/live-view.sh`: "
        f"callgrind's instructions per request in nginx 1.28.3 (vendored, `--with-debug`), single-process, "
        f"the module before the live view ({rev}) and now ({head}) loaded into the same binary.", "",

@@ -417,6 +417,18 @@ pub fn with_table<R>(zone: *mut ngx_shm_zone_t, f: impl FnOnce(&[u8], &mut Share
     Some(f(z.shm.name.as_bytes(), t))
 }
 
+/// What tells a peer apart in a worker's [`SuccessFilter`]: a configured
+/// group's peer by where nginx keeps the group and the peer's name (fixed
+/// for the configuration's life: no hashing on the success path); a peer
+/// a variable named (`group` null), whose name lives in the request's
+/// pool, by its text.
+pub fn success_id(kind: Kind, group: *const c_void, name: &[u8]) -> u64 {
+    if group.is_null() {
+        return peer_hash(kind, b"", name);
+    }
+    (group as u64).rotate_left(17) ^ (name.as_ptr() as u64) ^ kind as u64
+}
+
 /// The zone's table, for what is read without its lock (its `failures`).
 fn shared<'a>(zone: *mut ngx_shm_zone_t) -> Option<&'a Shared> {
     // SAFETY: null or the zone registered by `add`, initialised; in a
@@ -440,17 +452,29 @@ pub fn has_failures(zone: *mut ngx_shm_zone_t) -> bool {
 /// says it must: a failure was recorded in the zone since this worker last
 /// recorded this peer's success, or a second has passed. Nothing is taken
 /// while the zone has recorded no failure.
-pub fn success(zone: *mut ngx_shm_zone_t, filter: &mut SuccessFilter, kind: Kind, upstream: &[u8], peer: &[u8]) {
+///
+/// `id` tells the peer apart in the worker's filter ([`success_id`]); the
+/// group's label (`label`, which takes a copy) is made only when the lock
+/// is taken.
+pub fn success(
+    zone: *mut ngx_shm_zone_t,
+    filter: &mut SuccessFilter,
+    kind: Kind,
+    id: u64,
+    peer: &[u8],
+    label: impl FnOnce() -> HostPort,
+) {
     let Some(shared) = shared(zone) else { return };
     let failures = shared.failures.load(Ordering::Relaxed);
     if failures == 0 {
         return;
     }
     let ms = now_ms();
-    if !filter.must_record(peer_hash(kind, upstream, peer), ms / 1000, failures) {
+    if !filter.must_record(id, ms / 1000, failures) {
         return;
     }
-    with_table(zone, |_, t| t.table().live.success(kind, upstream, peer, ms));
+    let upstream = label();
+    with_table(zone, |_, t| t.table().live.success(kind, upstream.as_bytes(), peer, ms));
 }
 
 #[cfg(feature = "http")]

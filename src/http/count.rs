@@ -53,11 +53,14 @@ thread_local! {
     static SUCCESSES: RefCell<SuccessFilter> = RefCell::new(SuccessFilter::default());
 }
 
-/// Records a successful attempt of the peer in the live view.
-fn success(mcf: &MainConf, upstream: &[u8], peer: &[u8]) {
+/// Records a successful attempt of the peer in the live view (the
+/// group's label made only if the zone's lock is taken).
+fn success(mcf: &MainConf, us: Option<Upstream>, r: &ngx_http_request_t, peer: &[u8]) {
+    let group = us.map_or(core::ptr::null(), |us| core::ptr::from_ref(us.conf()).cast());
+    let id = crate::zone::success_id(Kind::Http, group, peer);
     SUCCESSES.with(|f| {
         if let Ok(mut f) = f.try_borrow_mut() {
-            crate::zone::success(mcf.zone, &mut f, Kind::Http, upstream, peer);
+            crate::zone::success(mcf.zone, &mut f, Kind::Http, id, peer, || upstream_label(us, r));
         }
     });
 }
@@ -71,10 +74,9 @@ pub fn successes(r: &ngx_http_request_t, mcf: &MainConf) {
     }
     // SAFETY: the request's upstream, if any, is live in the log phase.
     let us = unsafe { r.upstream.as_ref() }.and_then(Upstream::of);
-    let up = upstream_label(us, r);
     for st in super::ctx::states(r) {
         if !st.peer.is_null() {
-            success(mcf, up.as_bytes(), peer_label(Some(st)));
+            success(mcf, us, r, peer_label(Some(st)));
         }
     }
 }
@@ -122,11 +124,9 @@ pub fn count(
         }
     });
     // the attempts that succeeded (a retry's last, say)
-    let mut last: Option<(Option<Upstream>, HostPort)> = None;
     for (idx, e) in summary.entries().iter().enumerate() {
         if matches!(e, Entry::Attempt(None)) && states.get(idx).is_some_and(|s| !s.peer.is_null()) {
-            let up = label_of(&mut last, summary.upstream(idx, observed), r);
-            success(mcf, up, peer_label(states.get(idx)));
+            success(mcf, summary.upstream(idx, observed), r, peer_label(states.get(idx)));
         }
     }
 }

@@ -78,11 +78,16 @@ thread_local! {
     static SUCCESSES: RefCell<SuccessFilter> = RefCell::new(SuccessFilter::default());
 }
 
-/// Records a successful attempt of the peer in the live view.
-fn success(zone: *mut ngx::ffi::ngx_shm_zone_t, upstream: &[u8], peer: &[u8]) {
+/// Records a successful attempt of the peer in the live view (the
+/// group's label made only if the zone's lock is taken).
+fn success(zone: *mut ngx::ffi::ngx_shm_zone_t, g: Option<Group>, s: &ngx_stream_session_t, peer: &[u8]) {
+    let group = g
+        .as_ref()
+        .map_or(core::ptr::null(), |g| core::ptr::from_ref(g.conf()).cast());
+    let id = crate::zone::success_id(Kind::Stream, group, peer);
     SUCCESSES.with(|f| {
         if let Ok(mut f) = f.try_borrow_mut() {
-            crate::zone::success(zone, &mut f, Kind::Stream, upstream, peer);
+            crate::zone::success(zone, &mut f, Kind::Stream, id, peer, || upstream_label(g, s));
         }
     });
 }
@@ -99,10 +104,9 @@ fn successes(s: &ngx_stream_session_t) {
     }
     // SAFETY: the session's upstream, if any, is live in the log phase.
     let g = unsafe { s.upstream.as_ref() }.and_then(Group::of);
-    let up = upstream_label(g, s);
     for st in session::states(s) {
         if !st.peer.is_null() {
-            success(zone, up.as_bytes(), session::peer_label(Some(st)));
+            success(zone, g, s, session::peer_label(Some(st)));
         }
     }
 }
@@ -227,8 +231,12 @@ fn count(
     // the attempts that succeeded (a retry's last, say)
     for (idx, e) in summary.entries().iter().enumerate() {
         if matches!(e, Entry::Attempt(None)) && states.get(idx).is_some_and(|st| !st.peer.is_null()) {
-            let up = upstream_label(summary.upstream(idx, Some(observed)), s);
-            success(zone, up.as_bytes(), session::peer_label(states.get(idx)));
+            success(
+                zone,
+                summary.upstream(idx, Some(observed)),
+                s,
+                session::peer_label(states.get(idx)),
+            );
         }
     }
 }

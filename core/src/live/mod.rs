@@ -470,8 +470,8 @@ impl Live<'_> {
 
 /// A worker's memory of the successes it recorded, so that the success
 /// path takes the zone's lock at most once a second per peer, and only
-/// when a failure was recorded since: a direct-mapped table of (peer hash,
-/// second, the zone's failure count then).
+/// when a failure was recorded since: a direct-mapped table of (what tells
+/// the peer apart, second, the zone's failure count then).
 pub struct SuccessFilter {
     seen: [(u64, u64, u64); 64],
 }
@@ -483,19 +483,24 @@ impl Default for SuccessFilter {
 }
 
 impl SuccessFilter {
-    /// Whether a success of the peer hashed `hash` at second `now_s` must
-    /// be recorded, the zone having recorded `failures` failures so far
-    /// (read without its lock); if so, remembers that it is.
-    pub fn must_record(&mut self, hash: u64, now_s: u64, failures: u64) -> bool {
+    /// An id's slot (ids may be addresses: their low bits are alignment).
+    fn slot(id: u64) -> usize {
+        ((id ^ id >> 7 ^ id >> 29) % 64) as usize
+    }
+
+    /// Whether a success of the peer `id` tells apart at second `now_s`
+    /// must be recorded, the zone having recorded `failures` failures so
+    /// far (read without its lock); if so, remembers that it is.
+    pub fn must_record(&mut self, id: u64, now_s: u64, failures: u64) -> bool {
         if failures == 0 {
             // no failure yet: no peer has a record to update
             return false;
         }
-        let e = &mut self.seen[(hash % 64) as usize];
-        if *e == (hash, now_s, failures) {
+        let e = &mut self.seen[Self::slot(id)];
+        if *e == (id, now_s, failures) {
             return false;
         }
-        *e = (hash, now_s, failures);
+        *e = (id, now_s, failures);
         true
     }
 }
@@ -672,7 +677,12 @@ mod tests {
         assert!(!f.must_record(7, 100, 3));
         assert!(f.must_record(7, 100, 4), "a failure since");
         assert!(f.must_record(7, 101, 4), "a new second");
-        assert!(f.must_record(7 + 64, 101, 4), "another peer in the slot");
+        // (ids that share a slot evict each other)
+        let other = (1..)
+            .map(|k| 7 + k * 64)
+            .find(|&id| SuccessFilter::slot(id) == SuccessFilter::slot(7))
+            .unwrap();
+        assert!(f.must_record(other, 101, 4), "another peer in the slot");
         assert!(f.must_record(7, 101, 4), "evicted by it");
     }
 
