@@ -81,7 +81,7 @@ if [ -n "${MEMCHECK_LONG:-}" ]; then
     VALGRIND_TESTS=(tests)
 else
     VALGRIND_TESTS=(tests/test_storm.py tests/test_faults.py tests/test_reporting.py tests/test_machinery.py
-        tests/test_metrics.py tests/test_h2_upstreams.py tests/test_phpfpm.py tests/test_stream.py)
+        tests/test_metrics.py tests/test_status.py tests/test_h2_upstreams.py tests/test_phpfpm.py tests/test_stream.py)
 fi
 
 # The first line of each kind of memcheck report.

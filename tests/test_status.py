@@ -89,6 +89,9 @@ def test_the_document_is_the_access_log_attempt_by_attempt(live):
            [f"/go/ok?{i}" for i in range(n)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda u: nginx.get(u).status, uris))
+    # (each recorded in its log phase, after its response)
+    for u in uris:
+        nginx.access_for(u)
     # the flaky group: its dead server fails twice (max_fails=2), then
     # nginx leaves it out; each request is retried on the Go service
     for i in range(6):
@@ -289,6 +292,10 @@ def some_failures(nginx):
         nginx.get(f"/gone/{i}")
         nginx.get(f"/go/ok?{i}")
         nginx.get(f"/go/ping?{i}")
+    # (a request is recorded in its log phase, after its response: its
+    # failure is in the zone once its access-log line is written, and the
+    # success below must come after it)
+    nginx.access_for("/go/ping?2")
     nginx.get("/go/ok?last")
     for i in range(3):
         nginx.get(f"/retry/{i}")

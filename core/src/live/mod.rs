@@ -256,23 +256,36 @@ impl PeerRecord {
     }
 
     /// Records a failed attempt of the peer.
+    ///
+    /// Attempts are recorded when their request ends (its log phase), each
+    /// worker on its own: a failure can be recorded after a success that
+    /// came later. Such a failure counts, but does not make the peer fail
+    /// now: the times decide, not the order of recording.
     pub fn fail(&mut self, f: &Failure<'_>) {
-        if self.failures == 0 {
+        self.failures = self.failures.saturating_add(1);
+        if self.failures == 1 || f.ms < self.first.ms {
             self.first = Event::of(f);
+        }
+        if f.ms >= self.last.ms {
+            self.last = Event::of(f);
+        }
+        if f.ms < self.last_success_ms {
+            return;
         }
         if self.in_a_row == 0 {
             self.row_since_ms = f.ms;
         }
         self.in_a_row = self.in_a_row.saturating_add(1);
-        self.failures = self.failures.saturating_add(1);
-        self.last = Event::of(f);
     }
 
-    /// Records a successful attempt: the row of failures ends.
+    /// Records a successful attempt: the row of failures ends, unless a
+    /// failure came after it (recorded first by another worker).
     pub fn succeed(&mut self, ms: u64) {
         self.last_success_ms = self.last_success_ms.max(ms);
-        self.in_a_row = 0;
-        self.row_since_ms = 0;
+        if ms >= self.last.ms {
+            self.in_a_row = 0;
+            self.row_since_ms = 0;
+        }
     }
 }
 
@@ -615,6 +628,29 @@ mod tests {
         );
         assert_eq!(z.header.peers_used, 1);
         assert_eq!(z.peers.iter().filter(|p| p.kind().is_some()).count(), 1);
+    }
+
+    #[test]
+    fn the_times_decide_not_the_order_of_recording() {
+        let mut p = PeerRecord::new(Kind::Http, b"backend", b"10.0.0.1:80");
+        p.fail(&failure(b"10.0.0.1:80", Cause::UpstreamReset, 2000));
+        // a success at 3000, then a failure at 2500 that another worker
+        // recorded late: the peer does not fail now
+        p.succeed(3000);
+        p.fail(&failure(b"10.0.0.1:80", Cause::ReadTimeout, 2500));
+        assert_eq!((p.failures, p.in_a_row, p.last_success_ms), (2, 0, 3000));
+        assert_eq!((p.last.ms, p.last.cause()), (2500, Some(Cause::ReadTimeout)));
+        // a failure at 4000, then a success at 3500 recorded late: the
+        // peer still fails
+        p.fail(&failure(b"10.0.0.1:80", Cause::ReadTimeout, 4000));
+        p.succeed(3500);
+        assert_eq!((p.in_a_row, p.row_since_ms, p.last_success_ms), (1, 4000, 3500));
+        // a failure older than the first one recorded: it becomes the first
+        p.fail(&failure(b"10.0.0.1:80", Cause::ConnectRefused, 1000));
+        assert_eq!(
+            (p.first.ms, p.first.cause(), p.failures),
+            (1000, Some(Cause::ConnectRefused), 4)
+        );
     }
 
     #[test]
