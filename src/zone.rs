@@ -262,22 +262,25 @@ const OWNERS: [(&[u8], bool); 2] = [
 /// Whether a zone's tag is one of our modules: `Some(true)` for the
 /// stream module's.
 fn owner(cycle: &ngx::ffi::ngx_cycle_t, tag: *mut c_void) -> Option<bool> {
-    // SAFETY: the cycle's modules, a null-terminated array of live
-    // modules, each with the name nginx set when it loaded it.
+    let (_, name) = modules(cycle).find(|(m, _)| ptr::eq(ptr::from_ref(*m).cast(), tag.cast_const()))?;
+    OWNERS.iter().find(|(n, _)| *n == name).map(|(_, stream)| *stream)
+}
+
+#[cfg(feature = "http")]
+/// The cycle's modules with their names (a module without one is left out).
+pub fn modules(cycle: &ngx::ffi::ngx_cycle_t) -> impl Iterator<Item = (&ngx::ffi::ngx_module_t, &[u8])> {
     let mut m = cycle.modules;
-    while let Some(module) = unsafe { m.as_ref().and_then(|p| p.as_ref()) } {
-        if ptr::eq(ptr::from_ref(module).cast(), tag.cast_const()) {
-            if module.name.is_null() {
-                return None;
-            }
-            // SAFETY: a module's name is a NUL-terminated string.
-            let name = unsafe { core::ffi::CStr::from_ptr(module.name) }.to_bytes();
-            return OWNERS.iter().find(|(n, _)| *n == name).map(|(_, stream)| *stream);
-        }
-        // SAFETY: within the null-terminated array.
+    core::iter::from_fn(move || {
+        // SAFETY: the cycle's modules, a null-terminated array of live
+        // modules, each with the name nginx set when it loaded it.
+        let module = unsafe { m.as_ref().and_then(|p| p.as_ref()) }?;
+        // SAFETY: within the null-terminated array (not past its null).
         m = unsafe { m.add(1) };
-    }
-    None
+        Some(module)
+    })
+    .filter(|module| !module.name.is_null())
+    // SAFETY: a module's name is a NUL-terminated string.
+    .map(|module| (module, unsafe { core::ffi::CStr::from_ptr(module.name) }.to_bytes()))
 }
 
 #[cfg(feature = "http")]

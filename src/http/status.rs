@@ -131,18 +131,7 @@ fn group(kind: Kind, name: Vec<u8>, snapshot: Option<(bool, Vec<PeerConf>)>) -> 
 /// in a `.so` this one must not link to: they are found by name).
 #[cfg_attr(not(ngx_feature = "stream"), allow(dead_code))]
 fn module_named<'a>(cycle: &'a ngx_cycle_t, name: &[u8]) -> Option<&'a ngx::ffi::ngx_module_t> {
-    let mut m = cycle.modules;
-    // SAFETY: the cycle's modules, a null-terminated array of live modules,
-    // each with the name nginx set when it loaded it.
-    while let Some(module) = unsafe { m.as_ref().and_then(|p| p.as_ref()) } {
-        // SAFETY: a module's name is null or a NUL-terminated string.
-        if !module.name.is_null() && unsafe { core::ffi::CStr::from_ptr(module.name) }.to_bytes() == name {
-            return Some(module);
-        }
-        // SAFETY: within the null-terminated array.
-        m = unsafe { m.add(1) };
-    }
-    None
+    crate::zone::modules(cycle).find(|(_, n)| *n == name).map(|(m, _)| m)
 }
 
 /// Stream's groups, read through stream's configuration by its modules'
