@@ -53,6 +53,14 @@ def attempts(entries):
     return out
 
 
+def wait_logged(nginx, uris):
+    """Wait (bounded) for every request's access-log line: a request is
+    recorded in its worker's log phase, after its response, and with two
+    workers the last request's line says nothing of the others'."""
+    for u in uris:
+        nginx.access_for(u)
+
+
 def peers_of(d, kind="http"):
     return {(g["name"], p["name"]): p for g in d["upstreams"] if g["kind"] == kind for p in g["peers"]}
 
@@ -89,9 +97,7 @@ def test_the_document_is_the_access_log_attempt_by_attempt(live):
            [f"/go/ok?{i}" for i in range(n)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda u: nginx.get(u).status, uris))
-    # (each recorded in its log phase, after its response)
-    for u in uris:
-        nginx.access_for(u)
+    wait_logged(nginx, uris)
     # the flaky group: its dead server fails twice (max_fails=2), then
     # nginx leaves it out; each request is retried on the Go service
     for i in range(6):
@@ -164,7 +170,7 @@ def test_the_same_document_from_either_worker_and_a_reload_keeps_it(live):
     nginx, p = live
     for i in range(4):
         nginx.get(f"/gone/{i}")
-    nginx.access_for("/gone/3")
+    wait_logged(nginx, [f"/gone/{i}" for i in range(4)])
     docs = [doc(nginx) for _ in range(6)]
     for d in docs:
         assert peers_of(d)[(p["c"], p["c"])]["failures"]["total"] == 4
@@ -292,14 +298,13 @@ def some_failures(nginx):
         nginx.get(f"/gone/{i}")
         nginx.get(f"/go/ok?{i}")
         nginx.get(f"/go/ping?{i}")
-    # (a request is recorded in its log phase, after its response: its
-    # failure is in the zone once its access-log line is written, and the
-    # success below must come after it)
-    nginx.access_for("/go/ping?2")
+    # (the failures are in the zone once their access-log lines are
+    # written, and the success below must come after them)
+    wait_logged(nginx, [u for i in range(3) for u in (f"/gone/{i}", f"/go/ok?{i}", f"/go/ping?{i}")])
     nginx.get("/go/ok?last")
     for i in range(3):
         nginx.get(f"/retry/{i}")
-    nginx.access_for("/retry/2")
+    wait_logged(nginx, ["/go/ok?last"] + [f"/retry/{i}" for i in range(3)])
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/lib.sh's TEST_PACKAGES)")
