@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use chrono::TimeZone;
 use upstream_cause_core::errlog::Time;
 use upstream_cause_core::live::doc::{build, to_json, Inputs, SOURCE_LOGS};
-use upstream_cause_core::live::{page, Failure, Kind, PeerRecord, Recent, Window};
+use upstream_cause_core::live::{page, session_text, Failure, Kind, PeerRecord, Recent, Window};
 use upstream_cause_core::metrics::{Key, Series};
 use upstream_cause_core::Cause;
 
-use crate::assemble::Request;
+use crate::assemble::{Request, Transport};
 
 /// The recent failures the document keeps by default: as many as a `1m`
 /// zone keeps.
@@ -68,18 +68,13 @@ impl StatusView {
 
     pub fn add(&mut self, r: &Request) {
         let kind = if r.stream.is_some() { Kind::Stream } else { Kind::Http };
-        let session;
+        let mut session = Vec::new();
         let request: &[u8] = match r.stream {
             Some(t) => {
                 // as the module says it: `TCP from 127.0.0.1 to port 5432`
                 let port = r.server.rsplit(|&b| b == b':').next().unwrap_or_default();
-                session = format!(
-                    "{} from {} to port {}",
-                    t.name().to_ascii_uppercase(),
-                    String::from_utf8_lossy(&r.client),
-                    String::from_utf8_lossy(port)
-                );
-                session.as_bytes()
+                session_text(&mut session, t == Transport::Udp, &r.client, Some(port));
+                &session
             }
             None => &r.request,
         };

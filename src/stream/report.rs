@@ -11,7 +11,7 @@ use std::cell::RefCell;
 
 use upstream_cause_core::live::{Failure, Kind, SuccessFilter};
 use upstream_cause_core::metrics::Key;
-use upstream_cause_core::render::{fmt_u64, FixedBuf, LogLine, NumBuf, Sink};
+use upstream_cause_core::render::{fmt_u64, FixedBuf, LogLine, NumBuf};
 use upstream_cause_core::{At, Cause, Entry, Observed, Summary};
 
 use super::session::{self, Group};
@@ -111,24 +111,19 @@ fn successes(s: &ngx_stream_session_t) {
     }
 }
 
-/// The session as the live view's recent failures show it: `TCP from
-/// 127.0.0.1 to port 5432`.
+/// The session as the live view's recent failures show it
+/// ([`upstream_cause_core::live::session_text`]).
 fn session_text(s: &ngx_stream_session_t, buf: &mut [u8]) -> usize {
     // SAFETY: the session's connection is live in the log phase.
     let c = unsafe { &*s.connection };
-    let mut out = FixedBuf::new(buf);
-    out.put(if c.type_ == libc::SOCK_DGRAM {
-        b"UDP from "
-    } else {
-        b"TCP from "
-    });
-    out.put(c.addr_text.as_bytes());
-    if !c.local_sockaddr.is_null() {
+    let mut digits = NumBuf::new();
+    let port = (!c.local_sockaddr.is_null()).then(|| {
         // SAFETY: the connection's local address, set when it was accepted.
         let port = unsafe { ngx::ffi::ngx_inet_get_port(c.local_sockaddr) };
-        out.put(b" to port ");
-        out.put(fmt_u64(&mut NumBuf::new(), u64::from(port)));
-    }
+        fmt_u64(&mut digits, u64::from(port))
+    });
+    let mut out = FixedBuf::new(buf);
+    upstream_cause_core::live::session_text(&mut out, c.type_ == libc::SOCK_DGRAM, c.addr_text.as_bytes(), port);
     out.len()
 }
 

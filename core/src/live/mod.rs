@@ -18,6 +18,7 @@ pub mod page;
 
 use crate::cause::Cause;
 use crate::metrics::{label, mix, LABEL_MAX};
+use crate::render::Sink;
 
 /// The windows the document gives, in seconds, with their names.
 pub const WINDOWS: [(&str, u64); 3] = [("1m", 60), ("5m", 300), ("15m", 900)];
@@ -286,6 +287,18 @@ impl PeerRecord {
             self.in_a_row = 0;
             self.row_since_ms = 0;
         }
+    }
+}
+
+/// A stream session as the recent failures show it in place of a request
+/// line: `TCP from 127.0.0.1 to port 5432` (`UDP` for a datagram one),
+/// without ` to port N` when the port (its digits) is not known.
+pub fn session_text(out: &mut impl Sink, udp: bool, client: &[u8], port: Option<&[u8]>) {
+    out.put(if udp { b"UDP from " } else { b"TCP from " });
+    out.put(client);
+    if let Some(port) = port {
+        out.put(b" to port ");
+        out.put(port);
     }
 }
 
@@ -628,6 +641,18 @@ mod tests {
         );
         assert_eq!(z.header.peers_used, 1);
         assert_eq!(z.peers.iter().filter(|p| p.kind().is_some()).count(), 1);
+    }
+
+    #[test]
+    fn a_session_reads_as_its_protocol_client_and_port() {
+        let text = |udp, port| {
+            let mut out = Vec::new();
+            session_text(&mut out, udp, b"127.0.0.1", port);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(false, Some(&b"5432"[..])), "TCP from 127.0.0.1 to port 5432");
+        assert_eq!(text(true, Some(&b"53"[..])), "UDP from 127.0.0.1 to port 53");
+        assert_eq!(text(false, None), "TCP from 127.0.0.1");
     }
 
     #[test]
